@@ -1,1 +1,9 @@
-//! placeholder, see DESIGN.md
+//! `sendmail-shim`: a static, mini_sendmail-compatible `sendmail` for PHP inside a chroot.
+//! It reads a mail, fixes it up, submits it over SMTP to the local Exim and tags it with the
+//! caller's uid. See DESIGN.md, contract 1.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod submission;
+
+pub use error::Error;

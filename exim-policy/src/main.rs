@@ -1,0 +1,29 @@
+//! `exim-policy`: argv in, exit code out. The work is in the library.
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "exim-policy", version, about = "Per-user ident-based rate limits for Exim on loopback, and per-user mail reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-user mail counts from Exim main logs (plain and gzip-rotated).
+    Report(exim_policy::report::ReportArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Report(args) => exim_policy::report::run(&args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("exim-policy: {err}");
+            std::process::exit(err.exit_code());
+        }
+    }
+}
