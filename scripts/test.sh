@@ -9,4 +9,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/build.sh
 export BASEOS_BIN_DIR="$PWD/target/x86_64-unknown-linux-gnu/release"
 export INSTA_UPDATE=no
+# The tests start one shared oidentd on port 113 (RFC 1413 fixes the port); stop it afterwards.
+cleanup() {
+  if [ -s /run/baseos-tests/oidentd.pid ]; then pkill -F /run/baseos-tests/oidentd.pid 2>/dev/null || true; fi
+}
+trap cleanup EXIT
 cargo test --workspace --locked -- --include-ignored
