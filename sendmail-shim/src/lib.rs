@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod relay;
 pub mod smtp;
 pub mod submission;
 

@@ -262,6 +262,13 @@ pub struct Failure {
     pub after_dot: bool,
 }
 
+impl Failure {
+    /// A failure before anything reached the server (no reply, nothing sent).
+    pub fn from_error(error: Error) -> Self {
+        fail(error)
+    }
+}
+
 impl From<Failure> for Error {
     fn from(f: Failure) -> Self {
         f.error
