@@ -3,7 +3,11 @@
 //! caller's uid. See DESIGN.md, contract 1.
 #![forbid(unsafe_code)]
 
+pub mod address;
+pub mod args;
+pub mod config;
 pub mod error;
+pub mod identity;
 pub mod relay;
 pub mod smtp;
 pub mod submission;
