@@ -10,6 +10,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the Exim configuration (standalone or Debian layout) from a policy file.
+    Render(exim_policy::render::RenderArgs),
+    /// Render into a scratch directory and prove it with the real exim (-bV, -bh sessions).
+    Check(exim_policy::check::CheckArgs),
     /// Per-user mail counts from Exim main logs (plain and gzip-rotated).
     Report(exim_policy::report::ReportArgs),
 }
@@ -17,6 +21,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Render(args) => exim_policy::render::run(&args),
+        Command::Check(args) => exim_policy::check::run(&args),
         Command::Report(args) => exim_policy::report::run(&args),
     };
     match result {
