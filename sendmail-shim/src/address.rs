@@ -70,15 +70,15 @@ pub fn parse_address_list(value: &[u8]) -> Result<Vec<Mailbox>, String> {
 }
 
 /// Parses one bare address (`local@domain` or `local`, no display name, no angle brackets),
-/// as given to `-f`. Returns the canonical form.
-pub fn parse_addr_spec(value: &str) -> Result<String, String> {
+/// as given to `-f`.
+pub fn parse_addr_spec(value: &str) -> Result<Mailbox, String> {
     let tokens = lex(value.as_bytes())?;
     let mut p = Parser { t: &tokens, pos: 0 };
     let mb = p.addr_spec()?;
     if let Some(tok) = p.peek() {
         return Err(format!("unexpected {tok}"));
     }
-    Ok(mb.to_string())
+    Ok(mb)
 }
 
 /// True when `s` is an RFC 5322 dot-atom (atoms joined by single dots; UTF-8 allowed).
@@ -598,8 +598,18 @@ mod tests {
 
     #[test]
     fn addr_spec_for_f() {
-        assert_eq!(parse_addr_spec("a@x.org").unwrap(), "a@x.org");
-        assert_eq!(parse_addr_spec("webmaster").unwrap(), "webmaster");
+        assert_eq!(parse_addr_spec("a@x.org").unwrap().to_string(), "a@x.org");
+        let bare = parse_addr_spec("webmaster").unwrap();
+        assert_eq!(
+            (bare.local.as_str(), bare.domain.as_deref()),
+            ("webmaster", None)
+        );
+        assert_eq!(bare.qualified("d.example"), "webmaster@d.example");
+        // A quoted local part holding '@' is still unqualified.
+        assert_eq!(
+            parse_addr_spec(r#""a@b""#).unwrap().qualified("d"),
+            r#""a@b"@d"#
+        );
         assert!(parse_addr_spec("Name <a@x>").is_err());
         assert!(parse_addr_spec("a@x,b@y").is_err());
         assert!(parse_addr_spec("").is_err());

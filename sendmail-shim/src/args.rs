@@ -30,7 +30,7 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
-use crate::address;
+use crate::address::{self, Mailbox};
 use crate::error::{Error, Result};
 
 /// Environment variable naming the config file (instead of [`DEFAULT_CONFIG`]).
@@ -58,8 +58,8 @@ pub enum SenderArg {
     Default,
     /// `-f '<>'` or `-f ''`: the null sender `MAIL FROM:<>`.
     Null,
-    /// A checked address; without `@` it is qualified with the configured domain later.
-    Address(String),
+    /// A checked address; without a domain it is qualified with the configured domain later.
+    Address(Mailbox),
 }
 
 /// A parsed command line. Pure data: resolve it with `config` and `identity`.
@@ -364,6 +364,13 @@ mod tests {
         parse(OsStr::new("/usr/sbin/sendmail"), &v)
     }
 
+    fn addr(local: &str, domain: Option<&str>) -> SenderArg {
+        SenderArg::Address(Mailbox {
+            local: local.into(),
+            domain: domain.map(str::to_owned),
+        })
+    }
+
     fn usage(args: &[&str]) -> String {
         match p(args) {
             Err(e @ Error::Usage(_)) => {
@@ -409,25 +416,19 @@ mod tests {
 
     #[test]
     fn edge_36_f_both_forms() {
-        assert_eq!(
-            p(&["-fa@x.org"]).unwrap().sender,
-            SenderArg::Address("a@x.org".into())
-        );
+        assert_eq!(p(&["-fa@x.org"]).unwrap().sender, addr("a", Some("x.org")));
         assert_eq!(
             p(&["-f", "a@x.org"]).unwrap().sender,
-            SenderArg::Address("a@x.org".into())
+            addr("a", Some("x.org"))
         );
         assert_eq!(
             p(&["-r", "a@x.org"]).unwrap().sender,
-            SenderArg::Address("a@x.org".into())
+            addr("a", Some("x.org"))
         );
-        assert_eq!(
-            p(&["-ra@x.org"]).unwrap().sender,
-            SenderArg::Address("a@x.org".into())
-        );
+        assert_eq!(p(&["-ra@x.org"]).unwrap().sender, addr("a", Some("x.org")));
         assert_eq!(
             p(&["-f", "<a@x.org>"]).unwrap().sender,
-            SenderArg::Address("a@x.org".into())
+            addr("a", Some("x.org"))
         );
     }
 
@@ -442,7 +443,7 @@ mod tests {
     fn edge_37_f_without_at_is_kept_for_qualifying() {
         assert_eq!(
             p(&["-f", "webmaster"]).unwrap().sender,
-            SenderArg::Address("webmaster".into())
+            addr("webmaster", None)
         );
     }
 

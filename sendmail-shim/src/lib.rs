@@ -8,6 +8,7 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod message;
 pub mod relay;
 pub mod smtp;
 pub mod submission;
