@@ -3,10 +3,10 @@
 //! from Exim's main logs (`report`). See DESIGN.md, contract 3.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod error;
 pub mod policy;
 pub mod render;
-pub mod check;
 pub mod report;
 
 pub use error::Error;

@@ -2,7 +2,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "exim-policy", version, about = "Per-user ident-based rate limits for Exim on loopback, and per-user mail reports")]
+#[command(
+    name = "exim-policy",
+    version,
+    about = "Per-user ident-based rate limits for Exim on loopback, and per-user mail reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,650 @@
+//! One main-log line in, one event out: no allocation, no regex, and only the fields the report
+//! needs are looked at.
+//!
+//! A line is `STAMP [PID] [MSGID] TEXT` (see `reference/exim.md` §1.4). Fields are separated by
+//! single spaces, but a value may itself contain spaces: Exim writes a subject as a C-like
+//! string (`T="a \"quoted\" U=x"`: `"` and `\` escaped with a backslash), quoted local parts keep
+//! their quotes (`"a U=b"@example.com`), and the HELO name sits in parentheses after `H=`. The
+//! field scanner ([`Fields`]) honours all three, so ` U=` inside any of them is never taken for
+//! the ident. The ident of an arrival is the first `U=` field between the sender and `P=`, which
+//! is where Exim writes it (after the host information, before the protocol).
+
+use super::stamp::{parse_line_stamp, Stamp};
+use memchr::{memchr, memchr2, memmem};
+use std::hash::{Hash, Hasher};
+
+/// Longest Exim message id: 23 characters since 4.97 (`6-11-4`), 16 before (`6-6-2`).
+pub const ID_MAX: usize = 23;
+
+/// An Exim message id, stored inline (zero-padded).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MsgId([u8; ID_MAX]);
+
+impl MsgId {
+    /// The id from its text; `None` unless it has the shape of an Exim id.
+    pub fn from_bytes(b: &[u8]) -> Option<MsgId> {
+        let ok = match b.len() {
+            16 => b[6] == b'-' && b[13] == b'-',
+            23 => b[6] == b'-' && b[18] == b'-',
+            _ => false,
+        };
+        if !ok || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-') {
+            return None;
+        }
+        let mut id = [0u8; ID_MAX];
+        id[..b.len()].copy_from_slice(b);
+        Some(MsgId(id))
+    }
+
+    /// The id's text.
+    pub fn as_bytes(&self) -> &[u8] {
+        let n = memchr(0, &self.0).unwrap_or(ID_MAX);
+        &self.0[..n]
+    }
+}
+
+impl Hash for MsgId {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let w = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&self.0[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        state.write_u64(w(0) ^ w(8).rotate_left(21) ^ w(15).rotate_left(43));
+    }
+}
+
+/// Why a connection, sender, recipient or message was refused. The order is the column order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reason {
+    /// The per-user rate limit.
+    RateLimit,
+    /// An origin header that disagrees with the ident.
+    Forged,
+    /// No ident, or an unusable one.
+    NoIdent,
+    /// The user is blocked by policy.
+    Blocked,
+    /// The envelope sender's domain is not allowed for the user.
+    SenderDomain,
+    /// Anything else (relay denied, unknown recipient, content scanning, ...).
+    Other,
+}
+
+impl Reason {
+    /// Every reason, in column order.
+    pub const ALL: [Reason; 6] = [
+        Reason::RateLimit,
+        Reason::Forged,
+        Reason::NoIdent,
+        Reason::Blocked,
+        Reason::SenderDomain,
+        Reason::Other,
+    ];
+
+    /// Short name used in CSV/JSON keys and Prometheus labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::RateLimit => "ratelimit",
+            Reason::Forged => "forged",
+            Reason::NoIdent => "noident",
+            Reason::Blocked => "blocked",
+            Reason::SenderDomain => "sender_domain",
+            Reason::Other => "other",
+        }
+    }
+}
+
+/// The one classifier table: the start of the rejection's log text (the ACL's `log_message`,
+/// written by `exim-policy render`, see `render.rs`) to the reason.
+pub const REASONS: &[(&[u8], Reason)] = &[
+    (b"RATELIMIT", Reason::RateLimit),
+    (b"FORGED", Reason::Forged),
+    (b"BADORIGIN", Reason::Forged),
+    (b"NOIDENT", Reason::NoIdent),
+    (b"BADIDENT", Reason::NoIdent),
+    (b"BLOCKED", Reason::Blocked),
+    (b"SENDERDOMAIN", Reason::SenderDomain),
+    (b"SENDER_DOMAIN", Reason::SenderDomain),
+];
+
+/// The reason for a rejection's log text.
+pub fn classify(text: &[u8]) -> Reason {
+    for (prefix, reason) in REASONS {
+        if text.starts_with(prefix) {
+            return *reason;
+        }
+    }
+    Reason::Other
+}
+
+/// A `<=` (or `(=`) line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Arrival<'a> {
+    /// Exim's message id.
+    pub id: MsgId,
+    /// The `U=` field: ident of the SMTP connection or login of a local sender.
+    pub user: Option<&'a [u8]>,
+    /// Exim's own message (bounce, delay warning): null sender and no remote host.
+    pub system: bool,
+    /// `S=`.
+    pub bytes: u64,
+    /// Number of addresses in the `for` list (`+received_recipients`), if logged.
+    pub rcpts: Option<u32>,
+}
+
+/// The origin that the policy's DATA ACL logs for an accepted message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The ident (`user=` field).
+    pub user: &'a [u8],
+    /// The script, as logged (quotes removed, escapes kept).
+    pub script: &'a [u8],
+}
+
+/// What a line says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A message arrived.
+    Arrival(Arrival<'a>),
+    /// `=>`, `->`, `>>`, `*>`: one address delivered.
+    Delivery(MsgId),
+    /// `==`: a delivery attempt deferred.
+    Defer(MsgId),
+    /// `**`: an address failed (bounce).
+    Bounce(MsgId),
+    /// The message left the queue.
+    Completed(MsgId),
+    /// `rejected ...` (or `temporarily rejected ...`), with the connection's ident if any.
+    Rejection {
+        /// `U=` on the line.
+        user: Option<&'a [u8]>,
+        /// Classified from the log text.
+        reason: Reason,
+    },
+    /// The policy's origin line.
+    Origin(Origin<'a>),
+    /// A well-formed line the report does not need.
+    Other,
+    /// Indented continuation of a multi-line entry.
+    Continuation,
+    /// A line that cannot be read: no timestamp, or an arrival/rejection with missing or
+    /// unterminated fields (a truncated line).
+    Unparseable,
+}
+
+/// Marker of the origin line (see `render.rs`).
+pub const ORIGIN_MARKER: &[u8] = b"BASEOS-ORIGIN";
+
+/// Parses a line (without its newline).
+#[inline]
+pub fn parse_line(line: &[u8]) -> (Option<Stamp>, Event<'_>) {
+    let Some((stamp, mut i)) = parse_line_stamp(line) else {
+        let ev = match line.first() {
+            Some(b' ' | b'\t') => Event::Continuation,
+            _ => Event::Unparseable,
+        };
+        return (None, ev);
+    };
+    // `[pid] ` (+pid).
+    if line.get(i) == Some(&b'[') {
+        match memchr(b']', &line[i..]) {
+            Some(n) if line.get(i + n + 1) == Some(&b' ') => i += n + 2,
+            _ => return (Some(stamp), Event::Unparseable),
+        }
+    }
+    let rest = &line[i..];
+    (Some(stamp), parse_text(rest))
+}
+
+#[inline]
+fn id_len(b: &[u8]) -> usize {
+    if b.len() > 17 && b[6] == b'-' && b[13] == b'-' && b[16] == b' ' {
+        16
+    } else if b.len() > 24 && b[6] == b'-' && b[18] == b'-' && b[23] == b' ' {
+        23
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn parse_text(rest: &[u8]) -> Event<'_> {
+    let n = id_len(rest);
+    if n == 0 {
+        // Lines without a message id: SMTP-time rejections, the origin line, everything else.
+        return match rest.first() {
+            Some(b'H' | b'U' | b'F') if rest.get(1) == Some(&b'=') => parse_rejection(rest),
+            Some(b'B') if rest.starts_with(ORIGIN_MARKER) => parse_origin(rest),
+            _ => Event::Other,
+        };
+    }
+    let Some(id) = MsgId::from_bytes(&rest[..n]) else {
+        return Event::Other;
+    };
+    let t = &rest[n + 1..];
+    if t.len() >= 3 && t[2] == b' ' {
+        match (t[0], t[1]) {
+            (b'<' | b'(', b'=') => return parse_arrival(id, &t[3..]),
+            (b'=', b'>') | (b'-', b'>') | (b'>', b'>') | (b'*', b'>') => {
+                return Event::Delivery(id)
+            }
+            (b'=', b'=') => return Event::Defer(id),
+            (b'*', b'*') => return Event::Bounce(id),
+            _ => {}
+        }
+    }
+    if t == b"Completed" || t.starts_with(b"Completed ") {
+        return Event::Completed(id);
+    }
+    match t.first() {
+        Some(b'H' | b'U' | b'F') if t.get(1) == Some(&b'=') => parse_rejection(t),
+        Some(b'B') if t.starts_with(ORIGIN_MARKER) => parse_origin(t),
+        _ => Event::Other,
+    }
+}
+
+/// Splits a line's text into fields (see the module comment).
+pub struct Fields<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+/// A field ran into the end of the line inside quotes or parentheses: the line is truncated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unterminated;
+
+impl<'a> Fields<'a> {
+    /// Fields of `b`.
+    pub fn new(b: &'a [u8]) -> Fields<'a> {
+        Fields { b, pos: 0 }
+    }
+
+    /// What follows the last field returned (without the separating space).
+    pub fn rest(&self) -> &'a [u8] {
+        let b = self.b;
+        let mut p = self.pos;
+        while b.get(p) == Some(&b' ') {
+            p += 1;
+        }
+        &b[p.min(b.len())..]
+    }
+
+    /// The next field, or `None` at the end.
+    #[inline]
+    pub fn next_field(&mut self) -> Option<Result<&'a [u8], Unterminated>> {
+        let b = self.b;
+        let mut i = self.pos;
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if i >= b.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        loop {
+            let Some(k) = memchr::memchr3(b' ', b'"', b'(', &b[i..]) else {
+                i = b.len();
+                break;
+            };
+            i += k;
+            match b[i] {
+                b' ' => break,
+                b'"' => {
+                    // C-like string: `\` escapes the next byte.
+                    i += 1;
+                    loop {
+                        match memchr2(b'"', b'\\', &b[i..]) {
+                            None => {
+                                self.pos = b.len();
+                                return Some(Err(Unterminated));
+                            }
+                            Some(k) if b[i + k] == b'\\' => i += k + 2,
+                            Some(k) => {
+                                i += k + 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    // `(` opens a HELO name only at the start of a field or right after `=`.
+                    if i == start || b[i - 1] == b'=' {
+                        match memchr(b')', &b[i..]) {
+                            None => {
+                                self.pos = b.len();
+                                return Some(Err(Unterminated));
+                            }
+                            Some(k) => i += k + 1,
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            if i >= b.len() {
+                i = b.len();
+                break;
+            }
+        }
+        self.pos = i;
+        Some(Ok(&b[start..i]))
+    }
+}
+
+#[inline]
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
+}
+
+/// `<= sender [R=id] [H=host (helo) [ip]:port] [I=..] [U=ident] P=proto ... S=size ... [for rcpt...]`
+fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
+    let mut f = Fields::new(t);
+    let Some(Ok(sender)) = f.next_field() else {
+        return Event::Unparseable;
+    };
+    let mut user = None;
+    let mut has_host = false;
+    let mut proto = None;
+    let mut bytes = None;
+    let mut rcpts = None;
+    while let Some(field) = f.next_field() {
+        let Ok(field) = field else {
+            return Event::Unparseable;
+        };
+        if field.len() < 2 {
+            continue;
+        }
+        match (field[0], field[1]) {
+            (b'H', b'=') => has_host = true,
+            (b'U', b'=') if proto.is_none() && user.is_none() => user = Some(&field[2..]),
+            (b'P', b'=') if proto.is_none() => proto = Some(&field[2..]),
+            (b'S', b'=') if bytes.is_none() => match parse_u64(&field[2..]) {
+                Some(n) => bytes = Some(n),
+                None => return Event::Unparseable,
+            },
+            (b'f', b'o') if field == b"for" => {
+                let mut n = 0u32;
+                while let Some(r) = f.next_field() {
+                    if r.is_err() {
+                        return Event::Unparseable;
+                    }
+                    n += 1;
+                }
+                if n == 0 {
+                    return Event::Unparseable;
+                }
+                rcpts = Some(n);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (Some(_), Some(bytes)) = (proto, bytes) else {
+        return Event::Unparseable;
+    };
+    let user = user.filter(|u| !u.is_empty());
+    Event::Arrival(Arrival {
+        id,
+        user,
+        system: sender == b"<>" && !has_host,
+        bytes,
+        rcpts,
+    })
+}
+
+/// `H=... [U=ident] [F=<sender>] [temporarily] rejected WHAT ...: log text`
+fn parse_rejection(t: &[u8]) -> Event<'_> {
+    let mut f = Fields::new(t);
+    let mut user = None;
+    loop {
+        let field = match f.next_field() {
+            None => return Event::Other,
+            Some(Err(_)) => return Event::Unparseable,
+            Some(Ok(x)) => x,
+        };
+        match field {
+            b"rejected" => break,
+            b"temporarily" => {
+                if f.next_field() == Some(Ok(b"rejected")) {
+                    break;
+                }
+                return Event::Other;
+            }
+            _ if field.starts_with(b"U=") && user.is_none() => user = Some(&field[2..]),
+            _ if field.contains(&b'=') || field.starts_with(b"(") || field.starts_with(b"[") => {}
+            // Any other word before `rejected` (e.g. "sender verify fail for"): not a rejection.
+            _ => return Event::Other,
+        }
+    }
+    let rest = f.rest();
+    let text: &[u8] = if rest.starts_with(b"MAIL ") || rest.starts_with(b"RCPT ") {
+        let mut g = Fields::new(&rest[5..]);
+        match g.next_field() {
+            Some(Ok(_addr)) => {}
+            Some(Err(_)) => return Event::Unparseable,
+            None => return Event::Unparseable,
+        }
+        let r = g.rest();
+        match r.strip_prefix(b":") {
+            Some(x) => x.strip_prefix(b" ").unwrap_or(x),
+            None => r,
+        }
+    } else {
+        match memmem::find(rest, b": ") {
+            Some(k) => &rest[k + 2..],
+            None => rest,
+        }
+    };
+    Event::Rejection {
+        user: user.filter(|u| !u.is_empty()),
+        reason: classify(text),
+    }
+}
+
+/// `BASEOS-ORIGIN ... user=<ident> ... script="<path>" ...`
+fn parse_origin(t: &[u8]) -> Event<'_> {
+    let mut f = Fields::new(&t[ORIGIN_MARKER.len()..]);
+    let mut user = None;
+    let mut script: Option<&[u8]> = None;
+    while let Some(field) = f.next_field() {
+        let Ok(field) = field else {
+            return Event::Unparseable;
+        };
+        if let Some(v) = field
+            .strip_prefix(b"user=")
+            .or_else(|| field.strip_prefix(b"ident="))
+        {
+            user = Some(v);
+        } else if let Some(v) = field.strip_prefix(b"script=") {
+            script = Some(
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v),
+            );
+        }
+    }
+    match user {
+        Some(u) if !u.is_empty() => Event::Origin(Origin {
+            user: u,
+            script: script.unwrap_or(b""),
+        }),
+        _ => Event::Unparseable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(line: &str) -> Event<'_> {
+        parse_line(line.as_bytes()).1
+    }
+
+    fn id(s: &str) -> MsgId {
+        MsgId::from_bytes(s.as_bytes()).expect("id")
+    }
+
+    #[test]
+    fn arrival_fields() {
+        let l = r#"2026-12-03 13:03:24 [23354] 1xZ6T6-00064g-31 <= web1@test.example H=(vm) [127.0.0.1]:49814 U=web1 P=esmtp S=517 id=20261203130324.023302@vm T="u1 msg1" for inbox@test.example"#;
+        assert_eq!(
+            ev(l),
+            Event::Arrival(Arrival {
+                id: id("1xZ6T6-00064g-31"),
+                user: Some(b"web1"),
+                system: false,
+                bytes: 517,
+                rcpts: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn subject_and_local_part_with_u_field_do_not_count() {
+        let l = r#"2026-12-03 13:03:24 1xZ6T6-00064g-31 <= "x U=evil"@test.example H=(vm) [::1]:49814 U=web1 P=esmtp S=5 T="hi U=evil \"q\" \\" for a@b "c U=d"@e"#;
+        let Event::Arrival(a) = ev(l) else {
+            panic!("arrival")
+        };
+        assert_eq!((a.user, a.rcpts), (Some(&b"web1"[..]), Some(2)));
+        // No ident: a subject with U= is not one.
+        let l = r#"2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=[10.0.0.1]:25 P=esmtp S=5 T=" U=evil" for a@b"#;
+        let Event::Arrival(a) = ev(l) else {
+            panic!("arrival")
+        };
+        assert_eq!(a.user, None);
+        // HELO in parentheses with U= inside.
+        let l = "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(x U=evil) [127.0.0.1]:5 U=web2 P=esmtp S=5";
+        let Event::Arrival(a) = ev(l) else {
+            panic!("arrival")
+        };
+        assert_eq!((a.user, a.rcpts), (Some(&b"web2"[..]), None));
+    }
+
+    #[test]
+    fn truncated_arrivals_are_unparseable() {
+        for l in [
+            r#"2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5 T="cut her"#,
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=es",
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm",
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5x",
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= ",
+            "2026-12-03 13:",
+            "garbage",
+        ] {
+            assert_eq!(ev(l), Event::Unparseable, "{l}");
+        }
+        assert_eq!(ev("  continuation"), Event::Continuation);
+    }
+
+    #[test]
+    fn exim_bounce_is_system() {
+        let l = "2026-12-03 13:05:00 [1] 1xZ6TA-0000AA-01 <= <> R=1xZ6T6-00064g-31 U=Debian-exim P=local S=1800 T=\"Mail delivery failed: returning message to sender\" for web1@test.example";
+        let Event::Arrival(a) = ev(l) else {
+            panic!("arrival")
+        };
+        assert!(a.system);
+        // A user sending with a null sender over SMTP is not Exim.
+        let l =
+            "2026-12-03 13:05:00 1xZ6TA-0000AA-01 <= <> H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=18";
+        let Event::Arrival(a) = ev(l) else {
+            panic!("arrival")
+        };
+        assert!(!a.system);
+    }
+
+    #[test]
+    fn deliveries_and_ids() {
+        assert_eq!(
+            ev("2026-12-03 13:03:24 [1] 1xZ6T6-00064g-31 => inbox <inbox@test.example> R=r T=t"),
+            Event::Delivery(id("1xZ6T6-00064g-31"))
+        );
+        assert_eq!(
+            ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 -> b@c R=r T=t"),
+            Event::Delivery(id("1xZ6T6-00064g-31"))
+        );
+        assert_eq!(
+            ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 == b@c R=r T=t defer (-1): x"),
+            Event::Defer(id("1xZ6T6-00064g-31"))
+        );
+        assert_eq!(
+            ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 ** b@c: unknown"),
+            Event::Bounce(id("1xZ6T6-00064g-31"))
+        );
+        assert_eq!(
+            ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 Completed"),
+            Event::Completed(id("1xZ6T6-00064g-31"))
+        );
+        let long = "1xZ6T6-00064g4ABCD-31Xy";
+        assert_eq!(
+            ev(&format!("2026-12-03 13:03:24 {long} Completed QT=1s")),
+            Event::Completed(id(long))
+        );
+        assert_eq!(id(long).as_bytes(), long.as_bytes());
+        assert_eq!(
+            ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 Message is frozen"),
+            Event::Other
+        );
+    }
+
+    #[test]
+    fn rejections() {
+        let r = |l| match ev(l) {
+            Event::Rejection { user, reason } => (
+                user.map(|u| String::from_utf8_lossy(u).into_owned()),
+                reason,
+            ),
+            e => panic!("{l}: {e:?}"),
+        };
+        assert_eq!(
+            r("2026-12-03 13:03:25 [24092] H=(vm) [127.0.0.1]:49830 U=web1 rejected MAIL <web1@test.example>: RATELIMIT ident=web1 rate=4.0/1h max=3"),
+            (Some("web1".into()), Reason::RateLimit)
+        );
+        assert_eq!(
+            r("2026-12-03 13:04:32 [14137] H=[127.0.0.1]:41786 temporarily rejected connection in \"connect\" ACL: NOIDENT: loopback connection without ident"),
+            (None, Reason::NoIdent)
+        );
+        assert_eq!(
+            r("2026-12-03 13:04:37 [14271] H=[127.0.0.1]:41964 U=evil/count=0 rejected connection in \"connect\" ACL: BADIDENT: \"evil/count=0\""),
+            (Some("evil/count=0".into()), Reason::NoIdent)
+        );
+        assert_eq!(
+            r("2026-12-03 13:04:37 H=(vm) [::1]:41964 U=web2 F=<\"a: b\"@x> rejected RCPT <\"c: d\"@y>: relay not permitted"),
+            (Some("web2".into()), Reason::Other)
+        );
+        assert_eq!(
+            r("2026-12-03 13:04:37 1xZ6T6-00064g-31 H=(vm) [::1]:41964 U=web2 F=<a@x> rejected after DATA: FORGED origin user=web1"),
+            (Some("web2".into()), Reason::Forged)
+        );
+        assert_eq!(
+            ev("2026-12-03 13:04:37 H=(vm) [::1]:41964 U=web2 sender verify fail for <a@b>: x"),
+            Event::Other
+        );
+        assert_eq!(ev("2026-12-03 13:04:37 SMTP connection from [127.0.0.1]:41964 (TCP/IP connection count = 1)"), Event::Other);
+    }
+
+    #[test]
+    fn origin() {
+        let l = r#"2026-12-03 13:03:24 [1] BASEOS-ORIGIN id=1xZ6T6-00064g-31 user=web1 uid=1001 script="/home/web1/www/wp mail.php""#;
+        assert_eq!(
+            ev(l),
+            Event::Origin(Origin {
+                user: b"web1",
+                script: b"/home/web1/www/wp mail.php"
+            })
+        );
+    }
+}
