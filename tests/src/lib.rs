@@ -14,6 +14,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test support: a failed setup step should abort the test loudly
 
+pub mod scenario;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -502,7 +504,14 @@ impl Exim {
     /// (selected by their `Envelope-to:` header).
     pub fn delivered(&self, local_part: &str) -> Vec<Vec<u8>> {
         let wanted = format!("Envelope-to: {local_part}@");
-        let maildir = self.paths.mail.join("Maildir");
+        // The harness's own config uses one maildir; rendered standalone configs (exim-policy)
+        // use one per local part.
+        let own = self.paths.mail.join(local_part).join("Maildir");
+        let maildir = if own.is_dir() {
+            own
+        } else {
+            self.paths.mail.join("Maildir")
+        };
         let mut files: Vec<PathBuf> = ["new", "cur"]
             .iter()
             .filter_map(|sub| fs::read_dir(maildir.join(sub)).ok())
@@ -516,10 +525,11 @@ impl Exim {
             .iter()
             .filter_map(|p| fs::read(p).ok())
             .filter(|mail| {
-                String::from_utf8_lossy(mail)
-                    .lines()
-                    .take_while(|l| !l.is_empty())
-                    .any(|l| l.starts_with(&wanted))
+                !maildir.starts_with(self.paths.mail.join("Maildir"))
+                    || String::from_utf8_lossy(mail)
+                        .lines()
+                        .take_while(|l| !l.is_empty())
+                        .any(|l| l.starts_with(&wanted))
             })
             .collect()
     }
