@@ -6,6 +6,7 @@
 pub mod address;
 pub mod args;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod identity;
 pub mod message;
