@@ -238,9 +238,9 @@ pub fn is_login(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 32
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+        && b[1..].iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
+        })
 }
 
 /// A numeric uid: 1 to 10 digits.
@@ -277,14 +277,19 @@ pub fn is_domain(s: &str) -> bool {
 /// An absolute path safe to write into an Exim configuration unquoted.
 fn is_config_path(s: &str) -> bool {
     s.starts_with('/')
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-' | b'%' | b'+'))
+        && s.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-' | b'%' | b'+')
+        })
         && !s.split('/').any(|part| part == "..")
 }
 
 /// Line (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&c| c == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1
 }
 
 struct Ctx<'a> {
@@ -377,15 +382,28 @@ impl Ctx<'_> {
         }
     }
 
-    fn ips(&self, v: Option<&Spanned<Vec<String>>>, key: &str, default: &[&str]) -> Result<Vec<IpAddr>> {
+    fn ips(
+        &self,
+        v: Option<&Spanned<Vec<String>>>,
+        key: &str,
+        default: &[&str],
+    ) -> Result<Vec<IpAddr>> {
         let Some(v) = v else {
             return default
                 .iter()
-                .map(|s| s.parse().map_err(|_| self.err(0..0, "bad built-in default")))
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| self.err(0..0, "bad built-in default"))
+                })
                 .collect();
         };
         if v.get_ref().is_empty() {
-            return Err(self.err(v.span(), &format!("{key} is empty; fix: list at least one address, e.g. [\"127.0.0.1\", \"::1\"]")));
+            return Err(self.err(
+                v.span(),
+                &format!(
+                    "{key} is empty; fix: list at least one address, e.g. [\"127.0.0.1\", \"::1\"]"
+                ),
+            ));
         }
         v.get_ref()
             .iter()
@@ -450,7 +468,11 @@ impl Policy {
             }
         })?;
 
-        let ident_hosts = cx.ips(raw.ident.hosts.as_ref(), "ident.hosts", &["127.0.0.1", "::1"])?;
+        let ident_hosts = cx.ips(
+            raw.ident.hosts.as_ref(),
+            "ident.hosts",
+            &["127.0.0.1", "::1"],
+        )?;
         let ident_timeout = match &raw.ident.timeout {
             None => "2s".to_string(),
             Some(t) => cx.period(t, "ident.timeout")?,
@@ -458,8 +480,18 @@ impl Policy {
 
         let l = &raw.limits;
         let default_limits = Limits {
-            messages: cx.rate(l.messages.as_ref(), l.messages_period.as_ref(), None, "messages")?,
-            recipients: cx.rate(l.recipients.as_ref(), l.recipients_period.as_ref(), None, "recipients")?,
+            messages: cx.rate(
+                l.messages.as_ref(),
+                l.messages_period.as_ref(),
+                None,
+                "messages",
+            )?,
+            recipients: cx.rate(
+                l.recipients.as_ref(),
+                l.recipients_period.as_ref(),
+                None,
+                "recipients",
+            )?,
         };
 
         let mut users = BTreeMap::new();
@@ -478,7 +510,9 @@ impl Policy {
                 if let Some(c) = r.messages.as_ref().or(r.recipients.as_ref()) {
                     return Err(cx.err(
                         c.span(),
-                        &format!("user {name:?} has unlimited = true and a limit; fix: keep one of them"),
+                        &format!(
+                            "user {name:?} has unlimited = true and a limit; fix: keep one of them"
+                        ),
                     ));
                 }
                 Limits::default()
@@ -529,7 +563,12 @@ impl Policy {
             Some(p) => u16::try_from(*p.get_ref())
                 .ok()
                 .filter(|&p| p != 0)
-                .ok_or_else(|| cx.err(p.span(), "standalone.port is not a TCP port; fix: a number from 1 to 65535"))?,
+                .ok_or_else(|| {
+                    cx.err(
+                        p.span(),
+                        "standalone.port is not a TCP port; fix: a number from 1 to 65535",
+                    )
+                })?,
         };
         let local_domains = match &s.local_domains {
             None => vec!["localhost".to_string()],
@@ -546,23 +585,55 @@ impl Policy {
             }
         };
         let standalone = Standalone {
-            primary_hostname: cx.name(s.primary_hostname.as_ref(), "standalone.primary_hostname", "localhost")?,
+            primary_hostname: cx.name(
+                s.primary_hostname.as_ref(),
+                "standalone.primary_hostname",
+                "localhost",
+            )?,
             port,
-            interfaces: cx.ips(s.interfaces.as_ref(), "standalone.interfaces", &["127.0.0.1", "::1"])?,
-            spool_directory: cx.path(s.spool_directory.as_ref(), "standalone.spool_directory", "/var/spool/exim-baseos")?,
-            log_file_path: cx.path(s.log_file_path.as_ref(), "standalone.log_file_path", "/var/log/exim-baseos/%slog")?,
-            pid_file: cx.path(s.pid_file.as_ref(), "standalone.pid_file", "/run/exim-baseos.pid")?,
+            interfaces: cx.ips(
+                s.interfaces.as_ref(),
+                "standalone.interfaces",
+                &["127.0.0.1", "::1"],
+            )?,
+            spool_directory: cx.path(
+                s.spool_directory.as_ref(),
+                "standalone.spool_directory",
+                "/var/spool/exim-baseos",
+            )?,
+            log_file_path: cx.path(
+                s.log_file_path.as_ref(),
+                "standalone.log_file_path",
+                "/var/log/exim-baseos/%slog",
+            )?,
+            pid_file: cx.path(
+                s.pid_file.as_ref(),
+                "standalone.pid_file",
+                "/run/exim-baseos.pid",
+            )?,
             local_domains,
-            mail_dir: cx.path(s.mail_dir.as_ref(), "standalone.mail_dir", "/var/mail/baseos")?,
+            mail_dir: cx.path(
+                s.mail_dir.as_ref(),
+                "standalone.mail_dir",
+                "/var/mail/baseos",
+            )?,
             exim_user: cx.name(s.exim_user.as_ref(), "standalone.exim_user", "Debian-exim")?,
-            exim_group: cx.name(s.exim_group.as_ref(), "standalone.exim_group", "Debian-exim")?,
+            exim_group: cx.name(
+                s.exim_group.as_ref(),
+                "standalone.exim_group",
+                "Debian-exim",
+            )?,
             relay: s.relay.unwrap_or(true),
             data_dir: match &s.data_dir {
                 None => None,
                 Some(d) => Some(cx.path(Some(d), "standalone.data_dir", "")?),
             },
         };
-        let debian_data_dir = cx.path(raw.debian.data_dir.as_ref(), "debian.data_dir", "/etc/exim4/baseos")?;
+        let debian_data_dir = cx.path(
+            raw.debian.data_dir.as_ref(),
+            "debian.data_dir",
+            "/etc/exim4/baseos",
+        )?;
 
         Ok(Policy {
             ident_hosts,
@@ -619,8 +690,20 @@ mod tests {
         )
         .unwrap();
         let a = &p.users["alice"];
-        assert_eq!(a.limits.messages, Some(Rate { count: 99, period: "1d".into() }));
-        assert_eq!(a.limits.recipients, Some(Rate { count: 50, period: "1h".into() }));
+        assert_eq!(
+            a.limits.messages,
+            Some(Rate {
+                count: 99,
+                period: "1d".into()
+            })
+        );
+        assert_eq!(
+            a.limits.recipients,
+            Some(Rate {
+                count: 50,
+                period: "1h".into()
+            })
+        );
         assert_eq!(p.users["1001"].limits, Limits::default());
     }
 
@@ -635,19 +718,37 @@ mod tests {
     #[test]
     fn bad_periods_refused() {
         for bad in ["1 hour", "0h", "h", "1h30m", "-1h", "1x", "", "10/per_rcpt"] {
-            let e = err(&format!("[limits]\nmessages = 5\nmessages_period = {bad:?}\n"));
-            assert!(e.contains("line 3") && e.contains("not an Exim period"), "{bad}: {e}");
+            let e = err(&format!(
+                "[limits]\nmessages = 5\nmessages_period = {bad:?}\n"
+            ));
+            assert!(
+                e.contains("line 3") && e.contains("not an Exim period"),
+                "{bad}: {e}"
+            );
         }
         for good in ["1h", "30m", "1d", "45s", "2w"] {
-            parse(&format!("[limits]\nmessages = 5\nmessages_period = {good:?}\n")).unwrap();
+            parse(&format!(
+                "[limits]\nmessages = 5\nmessages_period = {good:?}\n"
+            ))
+            .unwrap();
         }
     }
 
     #[test]
     fn user_names_must_be_plain() {
-        for bad in ["evil/count=0", "Alice", "a b", "9abc", "x:y", "averyveryveryveryverylongusername33"] {
+        for bad in [
+            "evil/count=0",
+            "Alice",
+            "a b",
+            "9abc",
+            "x:y",
+            "averyveryveryveryverylongusername33",
+        ] {
             let e = err(&format!("[users.{bad:?}]\nblocked = true\n"));
-            assert!(e.contains("line 1") && e.contains("plain login"), "{bad}: {e}");
+            assert!(
+                e.contains("line 1") && e.contains("plain login"),
+                "{bad}: {e}"
+            );
         }
         parse("[users.\"1001\"]\nblocked = true\n[users.www-data]\nblocked = true\n").unwrap();
     }
@@ -655,7 +756,10 @@ mod tests {
     #[test]
     fn unknown_keys_refused_with_line_and_fix() {
         let e = err("[limits]\nmessages = 5\nmesages_period = \"1h\"\n");
-        assert!(e.contains("line 3") && e.contains("mesages_period") && e.contains("fix:"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("mesages_period") && e.contains("fix:"),
+            "{e}"
+        );
         let e = err("[nonsense]\n");
         assert!(e.contains("nonsense"), "{e}");
         let e = err("[origin]\nforged = \"drop\"\n");

@@ -230,7 +230,12 @@ fn set_uid(out: &mut String, hosts: &str) {
 
 fn fix_first(out: &mut String) {
     // Fix the look of the first line of each statement: "defer   " + first modifier on one line.
-    let fixed = out.replace("  defer   \n          ", "  defer   ").replace("  deny    \n          ", "  deny    ").replace("  warn    \n          ", "  warn    ").replace("  accept  \n          ", "  accept  ").replace("  require \n          ", "  require ");
+    let fixed = out
+        .replace("  defer   \n          ", "  defer   ")
+        .replace("  deny    \n          ", "  deny    ")
+        .replace("  warn    \n          ", "  warn    ")
+        .replace("  accept  \n          ", "  accept  ")
+        .replace("  require \n          ", "  require ");
     *out = fixed;
 }
 
@@ -257,7 +262,9 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
 
     // ---- MAIL
     let mut mail = String::new();
-    mail.push_str("  # BaseOS: the ident is checked again here, before any lookup or ratelimit key.\n");
+    mail.push_str(
+        "  # BaseOS: the ident is checked again here, before any lookup or ratelimit key.\n",
+    );
     ident_guard(&mut mail, &hosts);
     set_uid(&mut mail, &hosts);
     let cond = format!("condition   = {}", user_lookup(&blocked, "yes", "no"));
@@ -272,7 +279,10 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         ],
     );
     if p.sender_mode != SenderMode::Off {
-        let set = format!("set acl_m_baseos_sd = {}", user_lookup(&senders, "$value", ""));
+        let set = format!(
+            "set acl_m_baseos_sd = {}",
+            user_lookup(&senders, "$value", "")
+        );
         let (verb, tail): (&str, Vec<String>) = match p.sender_mode {
             SenderMode::Enforce => (
                 "deny    ",
@@ -300,7 +310,11 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
     }
     let set_lim = format!(
         "set acl_m_baseos_lim = {}",
-        user_lookup(&limits, "$value", &format!("${{lookup{{*}}lsearch{{{}}}}}", limits.display()))
+        user_lookup(
+            &limits,
+            "$value",
+            &format!("${{lookup{{*}}lsearch{{{}}}}}", limits.display())
+        )
     );
     statement(
         &mut mail,
@@ -314,7 +328,8 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
     );
     for var in ["msgs", "rcpts"] {
         let c1 = format!("condition   = ${{if def:acl_m_baseos_{var} {{yes}}{{no}}}}");
-        let c2 = format!("condition   = ${{if match{{$acl_m_baseos_{var}}}{{{RATE_RE}}}{{no}}{{yes}}}}");
+        let c2 =
+            format!("condition   = ${{if match{{$acl_m_baseos_{var}}}{{{RATE_RE}}}{{no}}{{yes}}}}");
         let lm = format!(
             "log_message = BASEOS-BADDATA U=$sender_ident file={} {var}=\"$acl_m_baseos_{var}\"",
             limits.display()
@@ -331,8 +346,11 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
             ],
         );
     }
+    // Exim counts a rate that reaches the limit as over it, and a new key starts at the
+    // count itself: `m` alone would refuse the m-th message of a burst when it is also the
+    // first event (a limit of 1 would block everything). `m.5` makes exactly m pass.
     let msg = format!(
-        "message     = Message limit reached for local user $sender_ident: at most $sender_rate_limit messages per $sender_rate_period{later}"
+        "message     = Message limit reached for local user $sender_ident: at most ${{extract{{1}}{{/}}{{$acl_m_baseos_msgs}}}} messages per $sender_rate_period{later}"
     );
     statement(
         &mut mail,
@@ -340,9 +358,9 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
             over,
             &h,
             "condition   = ${if def:acl_m_baseos_msgs {yes}{no}}",
-            "ratelimit   = $acl_m_baseos_msgs / per_mail / leaky / baseos-msgs:$sender_ident",
+            "ratelimit   = ${extract{1}{/}{$acl_m_baseos_msgs}}.5 / ${extract{2}{/}{$acl_m_baseos_msgs}} / per_mail / leaky / baseos-msgs:$sender_ident",
             &msg,
-            "log_message = BASEOS-LIMIT U=$sender_ident what=messages rate=$sender_rate limit=$sender_rate_limit period=$sender_rate_period",
+            "log_message = BASEOS-LIMIT U=$sender_ident what=messages rate=$sender_rate limit=${extract{1}{/}{$acl_m_baseos_msgs}} period=$sender_rate_period",
         ],
     );
     if debian {
@@ -353,7 +371,8 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
     // ---- predata (recipients: counted per message, before the body is sent)
     let mut predata = String::new();
     ident_guard(&mut predata, &hosts);
-    let c2 = format!("condition   = ${{if match{{$acl_m_baseos_rcpts}}{{{RATE_RE}}}{{no}}{{yes}}}}");
+    let c2 =
+        format!("condition   = ${{if match{{$acl_m_baseos_rcpts}}{{{RATE_RE}}}{{no}}{{yes}}}}");
     statement(
         &mut predata,
         &[
@@ -366,7 +385,7 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         ],
     );
     let msg = format!(
-        "message     = Recipient limit reached for local user $sender_ident: at most $sender_rate_limit recipients per $sender_rate_period (this message has $recipients_count){later}"
+        "message     = Recipient limit reached for local user $sender_ident: at most ${{extract{{1}}{{/}}{{$acl_m_baseos_rcpts}}}} recipients per $sender_rate_period (this message has $recipients_count){later}"
     );
     statement(
         &mut predata,
@@ -374,9 +393,9 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
             over,
             &h,
             "condition   = ${if def:acl_m_baseos_rcpts {yes}{no}}",
-            "ratelimit   = $acl_m_baseos_rcpts / per_rcpt / leaky / baseos-rcpts:$sender_ident",
+            "ratelimit   = ${extract{1}{/}{$acl_m_baseos_rcpts}}.5 / ${extract{2}{/}{$acl_m_baseos_rcpts}} / per_rcpt / leaky / baseos-rcpts:$sender_ident",
             &msg,
-            "log_message = BASEOS-LIMIT U=$sender_ident what=recipients rate=$sender_rate limit=$sender_rate_limit period=$sender_rate_period",
+            "log_message = BASEOS-LIMIT U=$sender_ident what=recipients rate=$sender_rate limit=${extract{1}{/}{$acl_m_baseos_rcpts}} period=$sender_rate_period",
         ],
     );
     statement(&mut predata, &["accept  "]);
@@ -475,14 +494,23 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
 /// The three data files.
 pub fn render_data(p: &Policy) -> Vec<RenderedFile> {
     let rate = |r: &Option<crate::policy::Rate>, key: &str| {
-        r.as_ref().map(|r| format!(" {key}={}/{}", r.count, r.period)).unwrap_or_default()
+        r.as_ref()
+            .map(|r| format!(" {key}={}/{}", r.count, r.period))
+            .unwrap_or_default()
     };
     let head = "# Generated by exim-policy render from the policy file; read by Exim on every connection.\n\
                 # A change here applies to the next connection (no reload). Prefer re-rendering with --data-only.\n";
     let mut limits = String::from(head);
-    limits.push_str("# <user or uid>: msgs=<count>/<period> rcpts=<count>/<period>   (missing = no limit)\n");
+    limits.push_str(
+        "# <user or uid>: msgs=<count>/<period> rcpts=<count>/<period>   (missing = no limit)\n",
+    );
     let d = &p.default_limits;
-    let _ = writeln!(limits, "*: kind=default{}{}", rate(&d.messages, "msgs"), rate(&d.recipients, "rcpts"));
+    let _ = writeln!(
+        limits,
+        "*: kind=default{}{}",
+        rate(&d.messages, "msgs"),
+        rate(&d.recipients, "rcpts")
+    );
     let mut blocked = String::from(head);
     blocked.push_str("# <user or uid>: blocked\n");
     let mut senders = String::from(head);
@@ -492,7 +520,12 @@ pub fn render_data(p: &Policy) -> Vec<RenderedFile> {
         if l.messages.is_none() && l.recipients.is_none() {
             let _ = writeln!(limits, "{name}: kind=unlimited");
         } else {
-            let _ = writeln!(limits, "{name}: kind=user{}{}", rate(&l.messages, "msgs"), rate(&l.recipients, "rcpts"));
+            let _ = writeln!(
+                limits,
+                "{name}: kind=user{}{}",
+                rate(&l.messages, "msgs"),
+                rate(&l.recipients, "rcpts")
+            );
         }
         if u.blocked {
             let _ = writeln!(blocked, "{name}: blocked");
@@ -502,9 +535,21 @@ pub fn render_data(p: &Policy) -> Vec<RenderedFile> {
         }
     }
     vec![
-        RenderedFile { path: LIMITS_FILE.into(), text: limits, kind: Kind::Data },
-        RenderedFile { path: BLOCKED_FILE.into(), text: blocked, kind: Kind::Data },
-        RenderedFile { path: SENDERS_FILE.into(), text: senders, kind: Kind::Data },
+        RenderedFile {
+            path: LIMITS_FILE.into(),
+            text: limits,
+            kind: Kind::Data,
+        },
+        RenderedFile {
+            path: BLOCKED_FILE.into(),
+            text: blocked,
+            kind: Kind::Data,
+        },
+        RenderedFile {
+            path: SENDERS_FILE.into(),
+            text: senders,
+            kind: Kind::Data,
+        },
     ]
 }
 
@@ -706,7 +751,10 @@ pub fn render(p: &Policy, layout: Layout, data_dir: &Path) -> Vec<RenderedFile> 
 /// fsync, rename over the old file, fsync the directory. Returns false if the file already
 /// had exactly this content (then nothing is written).
 pub fn write_atomic(path: &Path, text: &str) -> Result<bool> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_symlink() || !meta.is_file() {
             return Err(Error::Usage(format!(
@@ -719,7 +767,10 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<bool> {
         }
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
@@ -756,7 +807,10 @@ pub fn write_files(out: &Path, files: &[RenderedFile], data_only: bool) -> Resul
         }
         let path = out.join(&f.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
         if write_atomic(&path, &f.text)? {
             changed.push(f.path.clone());
@@ -766,19 +820,29 @@ pub fn write_files(out: &Path, files: &[RenderedFile], data_only: bool) -> Resul
 }
 
 /// Resolves the run-time data directory for a layout.
-pub fn data_dir_for(p: &Policy, layout: Layout, out: &Path, flag: Option<&Path>) -> Result<PathBuf> {
+pub fn data_dir_for(
+    p: &Policy,
+    layout: Layout,
+    out: &Path,
+    flag: Option<&Path>,
+) -> Result<PathBuf> {
     let dir = match (flag, layout) {
         (Some(d), _) => d.to_path_buf(),
         (None, Layout::Standalone) => match &p.standalone.data_dir {
             Some(d) => d.clone(),
-            None => std::path::absolute(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?,
+            None => std::path::absolute(out).map_err(|source| Error::Io {
+                path: out.to_path_buf(),
+                source,
+            })?,
         },
         (None, Layout::Debian) => p.debian_data_dir.join(""),
     };
     let s = dir.to_string_lossy();
     let s = s.trim_end_matches('/');
     if !s.starts_with('/')
-        || !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-' | b'+'))
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'.' | b'_' | b'-' | b'+'))
     {
         return Err(Error::Usage(format!(
             "data directory {s:?} is not a plain absolute path; fix: use only letters, digits, / . _ - +"
