@@ -147,7 +147,7 @@ pub fn parse(argv0: &OsStr, args: &[OsString]) -> Result<Invocation> {
                 .find(|a| a.starts_with('-') && a.len() > 1)
             {
                 return Err(Error::Usage(format!(
-                    "option {late} comes after the recipient {arg:?}: put all options before \
+                    "option {late:?} comes after the recipient {arg:?}: put all options before \
                      the recipients (or put -- before recipients that start with '-')"
                 )));
             }
@@ -155,7 +155,7 @@ pub fn parse(argv0: &OsStr, args: &[OsString]) -> Result<Invocation> {
         }
         if arg.starts_with("--") {
             return Err(Error::Usage(format!(
-                "unknown option {arg}: only --version and -- are long options; see the flag \
+                "unknown option {arg:?}: only --version and -- are long options; see the flag \
                  table in the README"
             )));
         }
@@ -187,9 +187,10 @@ fn parse_group(inv: &mut Invocation, arg: &str, args: &[OsString], i: &mut usize
                     "p" => Mode::ListQueue,
                     other => {
                         return Err(Error::Usage(format!(
-                            "unsupported mode -b{other}: this sendmail only does -bm (deliver \
+                            "unsupported mode -b{}: this sendmail only does -bm (deliver \
                              a mail from stdin, the default), -bs (SMTP on stdin) and -bp \
-                             (there is no queue)"
+                             (there is no queue)",
+                            other.escape_debug()
                         )))
                     }
                 };
@@ -274,9 +275,10 @@ fn parse_group(inv: &mut Invocation, arg: &str, args: &[OsString], i: &mut usize
             }
             other => {
                 return Err(Error::Usage(format!(
-                    "unknown option -{other}: this sendmail knows -t -i -oi -f -r -F -s -p -T \
+                    "unknown option -{}: this sendmail knows -t -i -oi -f -r -F -s -p -T \
                      -v -V -bm -bs -bp and ignores -o* -U -m -n -G -A -B -h -L -N -R; remove \
-                     it"
+                     it",
+                    other.escape_debug()
                 )));
             }
         }
@@ -342,7 +344,7 @@ fn push_recipient(inv: &mut Invocation, arg: &str) {
 fn text<'a>(arg: &'a OsStr, what: &str) -> Result<&'a str> {
     arg.to_str().ok_or_else(|| {
         Error::Usage(format!(
-            "{what} {} is not valid UTF-8: give addresses and values as UTF-8 text",
+            "{what} {:?} is not valid UTF-8: give addresses and values as UTF-8 text",
             arg.to_string_lossy()
         ))
     })
@@ -571,7 +573,7 @@ mod tests {
     #[test]
     fn unknown_options_refused() {
         assert!(usage(&["-q"]).contains("unknown option -q"));
-        assert!(usage(&["--config=/x"]).contains("unknown option --config"));
+        assert!(usage(&["--config=/x"]).contains("unknown option \"--config=/x\""));
     }
 
     #[test]
@@ -605,6 +607,38 @@ mod tests {
     fn recipients_keep_lists_for_later_parsing() {
         let inv = p(&["Jo <a@x>, b@y", "c@z"]).unwrap();
         assert_eq!(inv.recipients, ["Jo <a@x>, b@y", "c@z"]);
+    }
+
+    #[test]
+    fn fuzz_no_panic() {
+        // Random argv from sendmail's alphabet: every outcome is Ok or a usage error (64).
+        const ALPHABET: &[&str] = &[
+            "-", "--", "t", "i", "o", "f", "r", "F", "s", "p", "T", "b", "V", "v", "C", "X", "A",
+            "e", "é", "<>", "@", "a@x", "1", "\r\n", " ", "m", "s", "p", "0", "\0",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let argc = (next() % 5) as usize;
+            let argv: Vec<OsString> = (0..argc)
+                .map(|_| {
+                    let parts = 1 + (next() % 4) as usize;
+                    let s: String = (0..parts)
+                        .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                        .collect();
+                    OsString::from(s)
+                })
+                .collect();
+            if let Err(e) = parse(OsStr::new("sendmail"), &argv) {
+                assert_eq!(e.exit_code(), 64, "{argv:?}: {e}");
+                assert!(!e.to_string().contains('\n'), "one line: {e}");
+            }
+        }
     }
 
     #[test]

@@ -54,9 +54,7 @@ impl Identity {
                 })
                 .unwrap_or_else(|| "localhost".to_owned()),
         };
-        let script = std::env::var_os("SCRIPT_FILENAME")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec());
+        let script = script_from_env(std::env::var_os("SCRIPT_FILENAME").as_deref());
         let cwd = std::env::current_dir()
             .ok()
             .map(|p| p.as_os_str().as_bytes().to_vec());
@@ -187,8 +185,8 @@ pub fn quote_value(raw: &[u8]) -> String {
     out
 }
 
-/// `SCRIPT_FILENAME` as given by the environment (for callers that build an [`Identity`]
-/// by hand).
+/// The `script=` value from `SCRIPT_FILENAME` (set by PHP-FPM/CGI, absent for PHP CLI and
+/// cron); an empty value counts as absent.
 pub fn script_from_env(value: Option<&OsStr>) -> Option<Vec<u8>> {
     value
         .filter(|s| !s.is_empty())
