@@ -37,3 +37,35 @@ fn private_exim_delivers_and_logs_the_ident_of_a_throwaway_user() {
         user.name
     );
 }
+
+#[test]
+fn a_private_mount_namespace_keeps_mounts_off_the_host() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().to_path_buf();
+    let seen_inside = std::thread::spawn({
+        let target = target.clone();
+        move || {
+            baseos_tests::scenario::private_mount_namespace();
+            baseos_tests::run(
+                std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                    .arg(&target),
+            );
+            baseos_tests::run(std::process::Command::new("findmnt").arg(&target))
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(seen_inside.contains("tmpfs"), "{seen_inside}");
+    // The host (this thread, and processes it starts) never saw the mount.
+    let host = std::process::Command::new("findmnt")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        !host.status.success(),
+        "the mount leaked to the host: {}",
+        String::from_utf8_lossy(&host.stdout)
+    );
+}
