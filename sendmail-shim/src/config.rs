@@ -75,8 +75,6 @@ pub struct Config {
     pub origin_header: bool,
 }
 
-const KEYS: &str = "server, port, domain, timeout, deadline, retry_for, max_size, origin_header";
-
 /// The config file to read: `$BASEOS_SENDMAIL_CONFIG` when set and non-empty, else the
 /// default. The flag says whether the file was named explicitly (then it must exist).
 pub fn config_path(env_value: Option<&OsStr>) -> (PathBuf, bool) {
@@ -111,17 +109,33 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<FileConfig> {
         ))
     })?;
     let cfg: FileConfig = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .map(|n| format!(" line {n}"))
-            .unwrap_or_default();
+        // Name the line and, for a `key = value` line, the key (toml's type errors do not).
+        let start = e.span().map_or(0, |s| s.start.min(text.len()));
+        let line_no = text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        let line_text = text.lines().nth(line_no - 1).unwrap_or("");
+        let key = match line_text.split_once('=') {
+            Some((k, _)) if !k.trim().is_empty() && e.span().is_some() => {
+                format!(" ({})", k.trim())
+            }
+            _ => String::new(),
+        };
+        let at = if e.span().is_some() {
+            format!(" line {line_no}{key}")
+        } else {
+            String::new()
+        };
         // toml's message is one sentence; keep the error on one line.
         let msg = e.message().trim().replace('\n', " ");
-        Error::Config(format!(
-            "config file {}{line}: {msg}; the keys are {KEYS} (see the README)",
-            path.display()
-        ))
+        let fix = if msg.contains("unknown field") {
+            "fix the key's spelling or remove it"
+        } else {
+            "fix the value (see the README for each key's type)"
+        };
+        Error::Config(format!("config file {}{at}: {msg}; {fix}", path.display()))
     })?;
     check(&cfg, path)?;
     Ok(cfg)
@@ -292,7 +306,8 @@ mod tests {
 
     #[test]
     fn wrong_types_and_values_named() {
-        assert!(config_err("port = \"25\"").contains("line 1"));
+        let m = config_err("server = \"x\"\nport = \"25\"");
+        assert!(m.contains("line 2 (port): invalid type"), "{m}");
         assert!(config_err("port = 70000").contains("line 1"));
         assert!(config_err("port = 0").contains("port"));
         assert!(config_err("timeout = 0").contains("timeout"));

@@ -487,9 +487,9 @@ fn build(
     }
 
     let has = |name: &str| fields.iter().any(|f| f.is(&raw, name));
-    let mut data = Vec::with_capacity(raw.len() + 1024);
+    let mut header = Vec::with_capacity(body + 1024);
     if cfg.origin_header {
-        data.extend_from_slice(id.origin_header().as_bytes());
+        header.extend_from_slice(id.origin_header().as_bytes());
     }
     for f in &fields {
         // Bcc must never reach the recipients; a caller's origin tag must not stand beside
@@ -497,21 +497,24 @@ fn build(
         if f.is(&raw, "Bcc") || f.is(&raw, "Resent-Bcc") || f.is(&raw, ORIGIN_HEADER) {
             continue;
         }
-        data.extend_from_slice(&raw[f.start..f.end]);
+        header.extend_from_slice(&raw[f.start..f.end]);
     }
     if !has("From") {
-        data.extend_from_slice(from_header(fix.full_name, &fix.from_address).as_bytes());
+        header.extend_from_slice(from_header(fix.full_name, &fix.from_address).as_bytes());
     }
     if !has("Date") {
-        data.extend_from_slice(format!("Date: {}\r\n", rfc5322_date(stamp.unix_secs)).as_bytes());
+        let date = rfc5322_date(stamp.unix_secs);
+        header.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
     }
     if !has("Message-ID") {
-        data.extend_from_slice(
-            format!("Message-ID: {}\r\n", message_id(&stamp, &id.domain)).as_bytes(),
-        );
+        let mid = message_id(&stamp, &id.domain);
+        header.extend_from_slice(format!("Message-ID: {mid}\r\n").as_bytes());
     }
-    data.extend_from_slice(b"\r\n");
-    data.extend_from_slice(&raw[body..]);
+    header.extend_from_slice(b"\r\n");
+    // Replace the old header in place: the body (up to max_size) is moved, not copied into
+    // a second buffer, so peak memory stays near one copy of the mail.
+    let mut data = raw;
+    data.splice(..body, header);
 
     if data.len() as u64 > cfg.settings.max_size {
         return Err(too_large(cfg.settings.max_size));
