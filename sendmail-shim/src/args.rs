@@ -525,6 +525,16 @@ mod tests {
     }
 
     #[test]
+    fn edge_41_bs_is_an_smtp_session_without_recipients() {
+        // Symfony/Swiftmailer: `sendmail -bs`, also with -i or -oi around it.
+        for argv in [&["-bs"][..], &["-bs", "-i"], &["-oi", "-bs"]] {
+            let inv = p(argv).unwrap();
+            assert_eq!(inv.mode, Mode::SmtpSession, "{argv:?}");
+            assert!(inv.recipients.is_empty());
+        }
+    }
+
+    #[test]
     fn unknown_b_mode_refused() {
         for m in ["-bv", "-bd", "-bt", "-bi", "-bx", "-b"] {
             let msg = usage(&[m]);
