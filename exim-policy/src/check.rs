@@ -219,18 +219,35 @@ impl Checker<'_> {
     fn check_messages(&mut self, ident: &str, who: &str, rate: &Rate, domains: &[String]) {
         self.reset_db();
         let from = match domains.first() {
-            Some(d) => format!("{ident}@{}", d.strip_prefix("*.").map_or(d.clone(), |d| format!("www.{d}"))),
+            Some(d) => format!(
+                "{ident}@{}",
+                d.strip_prefix("*.")
+                    .map_or(d.clone(), |d| format!("www.{d}"))
+            ),
             None => format!("{ident}@{}", self.domain),
         };
-        let total = if rate.count > EXHAUSTIVE_MAX { 1 } else { rate.count };
+        let total = if rate.count > EXHAUSTIVE_MAX {
+            1
+        } else {
+            rate.count
+        };
         // Exim drops a session after smtp_accept_max_nonmail (10) RSETs: 8 MAILs per session.
         let mut sent = 0;
         while sent < total {
-            let Some((mut s, r)) = self.mail(ident, &from) else { return };
+            let Some((mut s, r)) = self.mail(ident, &from) else {
+                return;
+            };
             let mut r = r;
             loop {
                 if code(&r) != 250 {
-                    self.note(false, format!("{who}: MAIL {} of {} got {r:?}, want 250", sent + 1, rate.count));
+                    self.note(
+                        false,
+                        format!(
+                            "{who}: MAIL {} of {} got {r:?}, want 250",
+                            sent + 1,
+                            rate.count
+                        ),
+                    );
                     s.finish();
                     return;
                 }
@@ -244,14 +261,25 @@ impl Checker<'_> {
             s.finish();
         }
         if rate.count > EXHAUSTIVE_MAX {
-            self.note(true, format!("{who}: {}/{} messages: first MAIL accepted (limit too large to drive)", rate.count, rate.period));
+            self.note(
+                true,
+                format!(
+                    "{who}: {}/{} messages: first MAIL accepted (limit too large to drive)",
+                    rate.count, rate.period
+                ),
+            );
             return;
         }
-        let Some((s, r)) = self.mail(ident, &from) else { return };
+        let Some((s, r)) = self.mail(ident, &from) else {
+            return;
+        };
         let ok = code(&r) == self.over_code && r.contains("limit");
         self.note(
             ok,
-            format!("{who}: {} messages per {} accepted, next MAIL {r:?} (want {} naming the limit)", rate.count, rate.period, self.over_code),
+            format!(
+                "{who}: {} messages per {} accepted, next MAIL {r:?} (want {} naming the limit)",
+                rate.count, rate.period, self.over_code
+            ),
         );
         s.finish();
     }

@@ -307,7 +307,7 @@ impl Ctx<'_> {
 
     fn count(&self, v: &Spanned<i64>, key: &str) -> Result<u32> {
         let n = *v.get_ref();
-        if n < 1 || n > MAX_COUNT {
+        if !(1..=MAX_COUNT).contains(&n) {
             return Err(self.err(
                 v.span(),
                 &format!(

@@ -236,7 +236,12 @@ fn fix_first(out: &mut String) {
         .replace("  warn    \n          ", "  warn    ")
         .replace("  accept  \n          ", "  accept  ")
         .replace("  require \n          ", "  require ");
-    *out = fixed;
+    *out = fixed
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
 }
 
 fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
@@ -402,6 +407,12 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
 
     // ---- DATA: the origin header
     let mut data = String::new();
+    data.push_str("  # BaseOS: the origin header is only believed from local senders, after the check below.\n");
+    let not_h = format!("!hosts      = {hosts}");
+    statement(
+        &mut data,
+        &["warn    ", &not_h, "remove_header = X-BaseOS-Origin"],
+    );
     ident_guard(&mut data, &hosts);
     set_uid(&mut data, &hosts);
     let m = |n: &str| format!("${{if match{{$rh_X-BaseOS-Origin:}}{{{ORIGIN_RE}}}{{{n}}}{{}}}}");
@@ -880,4 +891,141 @@ pub fn run(args: &RenderArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, Path::new("p.toml")).unwrap()
+    }
+
+    #[test]
+    fn data_files_hold_merged_user_rows() {
+        let p = policy(
+            "[limits]\nmessages = 10\nrecipients = 20\nrecipients_period = \"1d\"\n[users.alice]\nmessages = 99\nsender_domains = [\"a.example\", \"*.a.example\"]\n[users.\"1001\"]\nunlimited = true\n[users.bob]\nblocked = true\n",
+        );
+        let files = render_data(&p);
+        let text = |name: &str| {
+            files
+                .iter()
+                .find(|f| f.path == Path::new(name))
+                .unwrap()
+                .text
+                .clone()
+        };
+        let limits = text("limits");
+        assert!(
+            limits.contains("\n*: kind=default msgs=10/1h rcpts=20/1d\n"),
+            "{limits}"
+        );
+        assert!(
+            limits.contains("\nalice: kind=user msgs=99/1h rcpts=20/1d\n"),
+            "{limits}"
+        );
+        assert!(limits.contains("\n1001: kind=unlimited\n"), "{limits}");
+        assert!(text("blocked").contains("\nbob: blocked\n"));
+        assert!(!text("blocked").contains("alice"));
+        assert!(text("senders").contains("\nalice: a.example : *.a.example\n"));
+    }
+
+    #[test]
+    fn no_default_limits_means_no_ratelimit_values() {
+        let files = render_data(&policy(""));
+        assert!(files[0].text.contains("\n*: kind=default\n"));
+    }
+
+    #[test]
+    fn debian_layout_chains_debian_acls_and_standalone_does_not() {
+        let p = policy("");
+        let deb = render(&p, Layout::Debian, Path::new("/etc/exim4/baseos"));
+        let mail = deb
+            .iter()
+            .find(|f| f.path == Path::new("baseos/acl_mail"))
+            .unwrap();
+        assert!(mail.text.contains("acl         = acl_check_mail"));
+        let main = deb
+            .iter()
+            .find(|f| f.path == Path::new("exim4.conf.localmacros"))
+            .unwrap();
+        assert!(main
+            .text
+            .contains("MAIN_ACL_CHECK_MAIL = /etc/exim4/baseos/acl_mail\n"));
+        assert!(main
+            .text
+            .contains("acl_smtp_connect = /etc/exim4/baseos/acl_connect\n"));
+        let conf = render_standalone_conf(&p, Path::new("/d"));
+        assert!(!conf.contains("acl_check_mail"));
+        // The ident is validated in every ACL that uses it, before any ratelimit key.
+        let before_ratelimit = &conf[..conf.find("ratelimit   =").unwrap()];
+        assert!(
+            before_ratelimit.contains("acl_baseos_mail:")
+                && before_ratelimit.matches("BASEOS-BADIDENT").count() >= 2
+        );
+    }
+
+    #[test]
+    fn rerender_rewrites_only_changed_files_and_data_only_skips_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p1 = policy("[limits]\nmessages = 10\n");
+        let files = render(&p1, Layout::Standalone, dir.path());
+        assert_eq!(write_files(dir.path(), &files, false).unwrap().len(), 4);
+        assert!(write_files(dir.path(), &files, false).unwrap().is_empty());
+        let p2 = policy("[limits]\nmessages = 10\n[users.alice]\nmessages = 20\n");
+        let files = render(&p2, Layout::Standalone, dir.path());
+        assert_eq!(
+            write_files(dir.path(), &files, true).unwrap(),
+            vec![PathBuf::from("limits")]
+        );
+        // a change of the ACL text (policy switch) is not written with --data-only
+        let p3 = policy("[limits]\nmessages = 10\nover_limit = \"reject\"\n");
+        let files = render(&p3, Layout::Standalone, dir.path());
+        let changed = write_files(dir.path(), &files, true).unwrap();
+        assert!(!changed.contains(&PathBuf::from("exim.conf")));
+    }
+
+    #[test]
+    fn atomic_write_refuses_symlinks_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("limits");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write_atomic(&link, "x").unwrap_err().to_string();
+        assert!(err.contains("symlink") && err.contains("fix:"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let f = dir.path().join("new");
+        assert!(write_atomic(&f, "hello").unwrap());
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "hello");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    #[test]
+    fn data_dir_must_be_plain_absolute() {
+        let p = policy("");
+        assert!(data_dir_for(
+            &p,
+            Layout::Standalone,
+            Path::new("/x"),
+            Some(Path::new("/a b"))
+        )
+        .is_err());
+        assert!(data_dir_for(
+            &p,
+            Layout::Standalone,
+            Path::new("/x"),
+            Some(Path::new("rel"))
+        )
+        .is_err());
+        assert_eq!(
+            data_dir_for(&p, Layout::Debian, Path::new("/x"), None).unwrap(),
+            PathBuf::from("/etc/exim4/baseos")
+        );
+    }
 }
