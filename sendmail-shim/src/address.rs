@@ -16,6 +16,12 @@
 //! (`a@x,,b@y,`), domain literals (`a@[192.0.2.1]`), and UTF-8 in local parts and domains
 //! (RFC 6532). An address without `@` (`root`) is returned unqualified; the caller qualifies it
 //! with the configured domain, as Exim does for locally submitted mail.
+//!
+//! Two mistakes PHP scripts make are accepted because their meaning is not in doubt: `;`
+//! between addresses outside a group (read as `,`), and an address used as an unquoted display
+//! name, `a@x <b@y>` (the angle-addr `b@y` is the address, as every mail client reads it).
+//! An unquoted `Doe, John <j@x>` is read as RFC 5322 and sendmail read it: two addresses, the
+//! first the unqualified local part `Doe`.
 
 use std::fmt;
 
@@ -245,7 +251,9 @@ impl Parser<'_> {
     /// address-list (or, inside a group, mailbox-list up to ';'), empty elements allowed.
     fn list(&mut self, out: &mut Vec<Mailbox>, in_group: bool) -> Result<(), String> {
         loop {
-            while self.is(b',') {
+            // Outside a group a ';' can only be a mistyped ',' (Outlook's separator):
+            // accepted, the intent is clear.
+            while self.is(b',') || (!in_group && self.is(b';')) {
                 self.pos += 1;
             }
             match self.peek() {
@@ -258,6 +266,7 @@ impl Parser<'_> {
                 None => return Ok(()),
                 Some(Tok::Special(b',')) => {}
                 Some(Tok::Special(b';')) if in_group => return Ok(()),
+                Some(Tok::Special(b';')) => {}
                 Some(t) => {
                     return Err(format!(
                         "unexpected {t} after an address (missing comma or <>?)"
@@ -308,7 +317,14 @@ impl Parser<'_> {
                 }
                 self.pos = start;
                 let mb = self.addr_spec()?;
-                out.push(mb);
+                if self.is(b'<') {
+                    // `a@x <a@x>`: an address written as an unquoted display name. The
+                    // angle-addr is the address, as every mail client reads it.
+                    self.pos += 1;
+                    out.push(self.angle_addr()?);
+                } else {
+                    out.push(mb);
+                }
                 Ok(())
             }
         }
@@ -473,6 +489,22 @@ mod tests {
         assert_eq!(list("Name <a@x>"), ["a@x"]);
         assert_eq!(list("Some One <a@x>, Other <b@y>"), ["a@x", "b@y"]);
         assert_eq!(list("<a@x>"), ["a@x"]);
+    }
+
+    #[test]
+    fn lenient_but_unambiguous_forms() {
+        // An address as unquoted display name: the angle-addr counts.
+        assert_eq!(list("a@x.org <b@y.org>"), ["b@y.org"]);
+        assert_eq!(
+            list("john.doe@x.org (J) <j@y.org>, c@z"),
+            ["j@y.org", "c@z"]
+        );
+        // ';' between addresses outside a group.
+        assert_eq!(list("a@x; b@y;"), ["a@x", "b@y"]);
+        assert_eq!(list("G: a@x; ; b@y"), ["a@x", "b@y"]);
+        // Still refused: anything where the address is not clear.
+        assert!(!bad("Name@Company Inc <a@x>").is_empty());
+        assert!(!bad("a@x <b@y").is_empty());
     }
 
     #[test]
