@@ -349,7 +349,7 @@ fn split_header(data: &[u8]) -> (Vec<Field>, usize) {
         // Every line ends in CRLF (read_mail guarantees it).
         let eol = find_crlf(data, pos);
         let line = &data[pos..eol];
-        let next = eol + 2;
+        let next = (eol + 2).min(data.len());
         if line.is_empty() {
             return (fields, next);
         }

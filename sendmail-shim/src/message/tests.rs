@@ -1020,3 +1020,112 @@ fn fuzz_no_panic_and_clean_output() {
         "the fuzz loop reaches the success path too ({accepted})"
     );
 }
+
+/// Reads `data` in chunks of the given sizes (cycled), to move chunk boundaries around.
+struct Chunked<'a> {
+    data: &'a [u8],
+    sizes: &'a [usize],
+    i: usize,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = self.sizes[self.i % self.sizes.len()].max(1);
+        self.i += 1;
+        let n = want.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// The normalisation rules written the obvious way, on the whole input at once.
+fn reference_normalise(input: &[u8], dot_ends: bool) -> Vec<u8> {
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\r' => {
+                lines.push(&input[start..i]);
+                i += if input.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                start = i;
+            }
+            b'\n' => {
+                lines.push(&input[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if start < input.len() {
+        lines.push(&input[start..]);
+    }
+    let mut out = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        if dot_ends && *line == b"." {
+            break;
+        }
+        if n == 0 && line.starts_with(b"From ") {
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[test]
+fn normaliser_matches_the_reference_whatever_the_chunking() {
+    let mut rng = XorShift(0x0dd_b1a5_e5ba_d5e1);
+    const ALPHABET: &[u8] = b"\r\n.aFrom \xc3";
+    for round in 0..5_000 {
+        let len = (rng.next() % 60) as usize;
+        let mut input: Vec<u8> = (0..len)
+            .map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize])
+            .collect();
+        if round % 7 == 0 {
+            input.splice(0..0, b"From x\n".iter().copied());
+        }
+        let sizes = [1 + (rng.next() % 4) as usize, 1 + (rng.next() % 9) as usize];
+        for dot_ends in [false, true] {
+            let expected = reference_normalise(&input, dot_ends);
+            let got = read_mail(
+                Chunked {
+                    data: &input,
+                    sizes: &sizes,
+                    i: 0,
+                },
+                dot_ends,
+                1 << 20,
+            );
+            match got {
+                Ok(out) => assert_eq!(out, expected, "{input:?} dot_ends={dot_ends}"),
+                Err(e) => {
+                    assert!(expected.is_empty(), "{input:?}: {e}");
+                    assert_eq!(e.exit_code(), 65);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn split_header_never_panics_on_raw_bytes() {
+    let mut rng = XorShift(0x5eed);
+    for _ in 0..20_000 {
+        let len = (rng.next() % 80) as usize;
+        let data: Vec<u8> = (0..len).map(|_| rng.mail_byte()).collect();
+        let (fields, body) = split_header(&data);
+        assert!(body <= data.len());
+        for f in &fields {
+            assert!(f.start <= f.name_end && f.name_end <= f.colon && f.colon < f.end);
+            assert!(f.end <= data.len());
+        }
+    }
+}
