@@ -124,17 +124,22 @@ pub fn user_from_passwd(passwd: &[u8], uid: u32) -> Option<String> {
     })
 }
 
-/// A conservative login name: what `useradd` accepts by default (letters, digits, `._-`, a
-/// trailing `$` for Samba machine accounts is not needed here), not starting with `-`, at most
-/// 32 bytes, and a valid dot-atom so it can be a local part unquoted.
+/// A conservative login name, the one `exim-policy`'s origin check accepts
+/// (`[a-z_][a-z0-9_.-]{0,31}`, Debian's default `NAME_REGEX` plus `.`), and a valid dot-atom
+/// so it can be a local part unquoted. Anything else is written as "unknown" (`uid` only)
+/// rather than as a `user=` the policy would take for a forgery.
 fn is_login_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name[0] != b'-'
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && std::str::from_utf8(name).is_ok_and(address::is_dot_atom)
+    match name.split_first() {
+        Some((&first, rest)) => {
+            name.len() <= 32
+                && (first.is_ascii_lowercase() || first == b'_')
+                && rest
+                    .iter()
+                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+                && std::str::from_utf8(name).is_ok_and(address::is_dot_atom)
+        }
+        None => false,
+    }
 }
 
 /// The domain from `/etc/mailname`-style bytes (first line, trimmed), or from a node name.
@@ -222,6 +227,13 @@ mod tests {
         assert_eq!(user_from_passwd(PASSWD, 1004).as_deref(), Some("dave"));
         assert_eq!(user_from_passwd(b"", 0), None);
         assert_eq!(user_from_passwd(b"\xff\xfe:x:5:5::/:/\n", 5), None);
+        for odd in ["Alice", "1abc", "-x", "a..b", "a.", "_ok"] {
+            let line = format!("{odd}:x:7:7::/:/bin/sh\n");
+            let want = (odd == "_ok").then(|| odd.to_owned());
+            assert_eq!(user_from_passwd(line.as_bytes(), 7), want, "{odd}");
+        }
+        let long = format!("{}:x:8:8::/:/bin/sh\n", "a".repeat(33));
+        assert_eq!(user_from_passwd(long.as_bytes(), 8), None);
     }
 
     fn ident(user: Option<&str>) -> Identity {
