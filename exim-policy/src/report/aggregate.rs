@@ -7,7 +7,7 @@
 //! open message whose `Completed` never comes (frozen forever, or its line lost) is dropped in
 //! generations, oldest first, and counted as `evicted`.
 
-use super::parse::{parse_line, Arrival, Event, MsgId, Origin};
+use super::parse::{parse_line, Arrival, Event, MsgId, Origin, Reason};
 use super::stamp::Stamp;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -80,6 +80,9 @@ pub struct UserStats {
     pub bytes: u64,
     /// Rejections of this user's connections, senders, recipients or messages, per [`Reason`].
     pub rejections: [u64; 6],
+    /// Policy violations logged but let through (forged origin stripped, sender domain in
+    /// `log` mode), per [`Reason`].
+    pub logged: [u64; 6],
     /// `==` lines of this user's messages.
     pub deferrals: u64,
     /// `**` lines of this user's messages.
@@ -112,6 +115,7 @@ impl UserStats {
     pub fn is_empty(&self) -> bool {
         self.mails == 0
             && self.rejected() == 0
+            && self.logged.iter().all(|n| *n == 0)
             && self.deferrals == 0
             && self.bounces == 0
             && self.scripts.is_empty()
@@ -122,6 +126,9 @@ impl UserStats {
         self.rcpts += o.rcpts;
         self.bytes += o.bytes;
         for (a, b) in self.rejections.iter_mut().zip(o.rejections) {
+            *a += b;
+        }
+        for (a, b) in self.logged.iter_mut().zip(o.logged) {
             *a += b;
         }
         self.deferrals += o.deferrals;
@@ -346,7 +353,9 @@ impl Aggregate {
             }
             Event::Rejection { user, reason } => {
                 if inside {
-                    match user {
+                    // An ident refused as unusable is not a user: count it with the connections
+                    // that had none.
+                    match user.filter(|_| reason != Reason::NoIdent) {
                         Some(u) => {
                             let i = self.user(u) as usize;
                             let st = &mut self.users[i].1;
@@ -367,6 +376,14 @@ impl Aggregate {
                             scripts.insert(script.into(), 1);
                         }
                     }
+                }
+            }
+            Event::Logged { user, reason } => {
+                if inside {
+                    let i = self.user(user) as usize;
+                    let st = &mut self.users[i].1;
+                    st.logged[reason as usize] += 1;
+                    st.seen(stamp);
                 }
             }
             Event::Other => {}

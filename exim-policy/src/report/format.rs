@@ -3,7 +3,13 @@
 //! label values escaped, no timestamps).
 
 use super::aggregate::{Aggregate, Sample, Totals, UserStats, Window};
-use super::parse::Reason;
+use super::parse::{unescape, Reason};
+
+/// The reasons a policy can log without refusing (see `render.rs`).
+const LOGGED_ONLY: [&str; 2] = ["forged", "sender_domain"];
+
+/// How a mail with an origin but no script (`script=""`: cron, CLI) is listed.
+pub const NO_SCRIPT: &str = "(no script)";
 use super::stamp::{format_stamp, stamp_to_epoch, Stamp};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -51,6 +57,9 @@ pub struct Row {
     pub rejections: u64,
     /// Rejections per reason (all reasons, in column order).
     pub rejections_by_reason: Vec<(&'static str, u64)>,
+    /// Policy violations logged but let through: forged origin stripped, sender domain in
+    /// `log` mode (not counted in `rejections`).
+    pub logged_by_reason: Vec<(&'static str, u64)>,
     /// `==` lines.
     pub deferrals: u64,
     /// `**` lines.
@@ -105,7 +114,14 @@ fn row(name: &[u8], s: &UserStats, scripts: usize) -> Row {
     let mut top: Vec<(String, u64)> = s
         .scripts
         .iter()
-        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), *v))
+        .map(|(k, v)| {
+            let name = if k.is_empty() {
+                NO_SCRIPT.to_string()
+            } else {
+                String::from_utf8_lossy(&unescape(k)).into_owned()
+            };
+            (name, *v)
+        })
         .collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     top.truncate(scripts);
@@ -116,6 +132,10 @@ fn row(name: &[u8], s: &UserStats, scripts: usize) -> Row {
         recipients: s.rcpts,
         bytes: s.bytes,
         rejections: s.rejected(),
+        logged_by_reason: Reason::ALL
+            .iter()
+            .map(|r| (r.name(), s.logged[*r as usize]))
+            .collect(),
         rejections_by_reason: Reason::ALL
             .iter()
             .map(|r| (r.name(), s.rejections[*r as usize]))
@@ -219,12 +239,18 @@ impl Summary {
         ];
         let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
         for r in &self.rows {
-            let reasons: Vec<String> = r
+            let mut reasons: Vec<String> = r
                 .rejections_by_reason
                 .iter()
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, n)| format!("{k}={n}"))
                 .collect();
+            reasons.extend(
+                r.logged_by_reason
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| format!("{k}-logged-only={n}")),
+            );
             let scripts: Vec<String> = r
                 .top_scripts
                 .iter()
@@ -363,6 +389,7 @@ impl Summary {
                 serde_json::json!({
                     "user": r.user, "mails": r.mails, "recipients": r.recipients, "bytes": r.bytes,
                     "rejections": r.rejections, "rejections_by_reason": reasons(&r.rejections_by_reason),
+                    "logged_only_by_reason": reasons(&r.logged_by_reason),
                     "deferrals": r.deferrals, "bounces": r.bounces,
                     "first_seen": r.first_seen, "last_seen": r.last_seen,
                     "top_scripts": r.top_scripts.iter().map(|(s, n)| serde_json::json!({"script": s, "mails": n})).collect::<Vec<_>>(),
@@ -416,6 +443,9 @@ impl Summary {
         for r in Reason::ALL {
             let _ = write!(out, ",rejections_{}", r.name());
         }
+        for r in LOGGED_ONLY {
+            let _ = write!(out, ",logged_only_{r}");
+        }
         out.push_str(",deferrals,bounces,first_seen,last_seen,top_scripts\n");
         for r in &self.rows {
             field(&mut out, &r.user);
@@ -425,6 +455,13 @@ impl Summary {
                 r.mails, r.recipients, r.bytes, r.rejections
             );
             for (_, n) in &r.rejections_by_reason {
+                let _ = write!(out, ",{n}");
+            }
+            for (_, n) in r
+                .logged_by_reason
+                .iter()
+                .filter(|(k, _)| LOGGED_ONLY.contains(k))
+            {
                 let _ = write!(out, ",{n}");
             }
             let _ = write!(out, ",{},{},", r.deferrals, r.bounces);
@@ -481,6 +518,16 @@ impl Summary {
             &mut rows.iter().flat_map(|r| {
                 r.rejections_by_reason
                     .iter()
+                    .map(move |(k, n)| (format!("{},reason=\"{k}\"", user(r)), *n))
+            }),
+        );
+        metric(
+            "user_policy_logged_only",
+            "Policy violations of the user logged but let through (forged origin stripped, sender domain in log mode), by reason.",
+            &mut rows.iter().flat_map(|r| {
+                r.logged_by_reason
+                    .iter()
+                    .filter(|(k, _)| LOGGED_ONLY.contains(k))
                     .map(move |(k, n)| (format!("{},reason=\"{k}\"", user(r)), *n))
             }),
         );

@@ -96,17 +96,21 @@ impl Reason {
     }
 }
 
-/// The one classifier table: the start of the rejection's log text (the ACL's `log_message`,
-/// written by `exim-policy render`, see `render.rs`) to the reason.
+/// The one classifier table: the start of the rejection's log text (the ACL's `log_message`
+/// written by `exim-policy render`; the formats are documented at the top of `render.rs`) to
+/// the reason. The unprefixed names are those of the hand-written configuration in
+/// `reference/exim.md` §3.
 pub const REASONS: &[(&[u8], Reason)] = &[
-    (b"RATELIMIT", Reason::RateLimit),
-    (b"FORGED", Reason::Forged),
-    (b"BADORIGIN", Reason::Forged),
-    (b"NOIDENT", Reason::NoIdent),
-    (b"BADIDENT", Reason::NoIdent),
-    (b"BLOCKED", Reason::Blocked),
-    (b"SENDERDOMAIN", Reason::SenderDomain),
-    (b"SENDER_DOMAIN", Reason::SenderDomain),
+    (b"BASEOS-LIMIT ", Reason::RateLimit),
+    (b"BASEOS-FORGED ", Reason::Forged),
+    (b"BASEOS-NOIDENT", Reason::NoIdent),
+    (b"BASEOS-BADIDENT ", Reason::NoIdent),
+    (b"BASEOS-BLOCKED ", Reason::Blocked),
+    (b"BASEOS-SENDER ", Reason::SenderDomain),
+    (b"BASEOS-BADDATA ", Reason::Other),
+    (b"RATELIMIT ", Reason::RateLimit),
+    (b"NOIDENT:", Reason::NoIdent),
+    (b"BADIDENT:", Reason::NoIdent),
 ];
 
 /// The reason for a rejection's log text.
@@ -137,9 +141,9 @@ pub struct Arrival<'a> {
 /// The origin that the policy's DATA ACL logs for an accepted message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Origin<'a> {
-    /// The ident (`user=` field).
+    /// The ident (`U=` field; not `user=`, which is the header's claim).
     pub user: &'a [u8],
-    /// The script, as logged (quotes removed, escapes kept).
+    /// The script, as logged (quotes removed, escapes kept: see [`unescape`]).
     pub script: &'a [u8],
 }
 
@@ -165,6 +169,14 @@ pub enum Event<'a> {
     },
     /// The policy's origin line.
     Origin(Origin<'a>),
+    /// A policy violation that was logged but not refused (`BASEOS-FORGED ... action=stripped`,
+    /// `BASEOS-SENDER ... action=logged`).
+    Logged {
+        /// `U=` of the policy line.
+        user: &'a [u8],
+        /// What was violated.
+        reason: Reason,
+    },
     /// A well-formed line the report does not need.
     Other,
     /// Indented continuation of a multi-line entry.
@@ -174,8 +186,8 @@ pub enum Event<'a> {
     Unparseable,
 }
 
-/// Marker of the origin line (see `render.rs`).
-pub const ORIGIN_MARKER: &[u8] = b"BASEOS-ORIGIN";
+/// Start of the lines the policy writes with `logwrite` (see `render.rs`).
+pub const POLICY_MARKER: &[u8] = b"BASEOS-";
 
 /// Parses a line (without its newline).
 #[inline]
@@ -216,7 +228,7 @@ fn parse_text(rest: &[u8]) -> Event<'_> {
         // Lines without a message id: SMTP-time rejections, the origin line, everything else.
         return match rest.first() {
             Some(b'H' | b'U' | b'F') if rest.get(1) == Some(&b'=') => parse_rejection(rest),
-            Some(b'B') if rest.starts_with(ORIGIN_MARKER) => parse_origin(rest),
+            Some(b'B') if rest.starts_with(POLICY_MARKER) => parse_policy(rest),
             _ => Event::Other,
         };
     }
@@ -240,7 +252,7 @@ fn parse_text(rest: &[u8]) -> Event<'_> {
     }
     match t.first() {
         Some(b'H' | b'U' | b'F') if t.get(1) == Some(&b'=') => parse_rejection(t),
-        Some(b'B') if t.starts_with(ORIGIN_MARKER) => parse_origin(t),
+        Some(b'B') if t.starts_with(POLICY_MARKER) => parse_policy(t),
         _ => Event::Other,
     }
 }
@@ -455,35 +467,79 @@ fn parse_rejection(t: &[u8]) -> Event<'_> {
     }
 }
 
-/// `BASEOS-ORIGIN ... user=<ident> ... script="<path>" ...`
-fn parse_origin(t: &[u8]) -> Event<'_> {
-    let mut f = Fields::new(&t[ORIGIN_MARKER.len()..]);
+/// `BASEOS-ORIGIN U=<ident> uid=.. user=.. script="<path>" cwd=".."`,
+/// `BASEOS-FORGED U=<ident> action=stripped claimed=".."`,
+/// `BASEOS-SENDER U=<ident> sender=<addr> action=logged`.
+fn parse_policy(t: &[u8]) -> Event<'_> {
+    let (kind, body) = if let Some(b) = t.strip_prefix(b"BASEOS-ORIGIN ") {
+        (None, b)
+    } else if let Some(b) = t.strip_prefix(b"BASEOS-FORGED ") {
+        (Some(Reason::Forged), b)
+    } else if let Some(b) = t.strip_prefix(b"BASEOS-SENDER ") {
+        (Some(Reason::SenderDomain), b)
+    } else {
+        return Event::Other;
+    };
+    let mut f = Fields::new(body);
     let mut user = None;
     let mut script: Option<&[u8]> = None;
+    let mut logged = false;
     while let Some(field) = f.next_field() {
         let Ok(field) = field else {
             return Event::Unparseable;
         };
-        if let Some(v) = field
-            .strip_prefix(b"user=")
-            .or_else(|| field.strip_prefix(b"ident="))
-        {
-            user = Some(v);
+        if let Some(v) = field.strip_prefix(b"U=") {
+            user = user.or(Some(v));
         } else if let Some(v) = field.strip_prefix(b"script=") {
             script = Some(
                 v.strip_prefix(b"\"")
                     .and_then(|v| v.strip_suffix(b"\""))
                     .unwrap_or(v),
             );
+        } else if field == b"action=stripped" || field == b"action=logged" {
+            logged = true;
         }
     }
-    match user {
-        Some(u) if !u.is_empty() => Event::Origin(Origin {
-            user: u,
-            script: script.unwrap_or(b""),
-        }),
-        _ => Event::Unparseable,
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return Event::Unparseable;
+    };
+    match kind {
+        None => match script {
+            Some(script) => Event::Origin(Origin { user, script }),
+            None => Event::Unparseable,
+        },
+        Some(reason) if logged => Event::Logged { user, reason },
+        Some(_) => Event::Other,
     }
+}
+
+/// Undoes the escaping of a logged quoted value: `\"`, `\\`, `\NNN` (octal byte), `\n`, `\t`.
+pub fn unescape(v: &[u8]) -> Vec<u8> {
+    let mut o = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] != b'\\' || i + 1 >= v.len() {
+            o.push(v[i]);
+            i += 1;
+            continue;
+        }
+        let n = v[i + 1];
+        if i + 3 < v.len() && v[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let x = u32::from(v[i + 1] - b'0') * 64
+                + u32::from(v[i + 2] - b'0') * 8
+                + u32::from(v[i + 3] - b'0');
+            o.push(x as u8);
+            i += 4;
+            continue;
+        }
+        o.push(match n {
+            b'n' => b'\n',
+            b't' => b'\t',
+            c => c,
+        });
+        i += 2;
+    }
+    o
 }
 
 #[cfg(test)]
@@ -626,7 +682,7 @@ mod tests {
             (Some("web2".into()), Reason::Other)
         );
         assert_eq!(
-            r("2026-12-03 13:04:37 1xZ6T6-00064g-31 H=(vm) [::1]:41964 U=web2 F=<a@x> rejected after DATA: FORGED origin user=web1"),
+            r("2026-12-03 13:04:37 1xZ6T6-00064g-31 H=(vm) [::1]:41964 U=web2 F=<a@x> rejected after DATA: BASEOS-FORGED U=web2 claimed=\"uid=1 user=web1\""),
             (Some("web2".into()), Reason::Forged)
         );
         assert_eq!(
@@ -637,14 +693,70 @@ mod tests {
     }
 
     #[test]
-    fn origin() {
-        let l = r#"2026-12-03 13:03:24 [1] BASEOS-ORIGIN id=1xZ6T6-00064g-31 user=web1 uid=1001 script="/home/web1/www/wp mail.php""#;
+    fn policy_lines() {
+        let l = r#"2026-12-03 14:51:01 [19275] 1xZ89F-00050t-33 BASEOS-ORIGIN U=daemon uid=1 user=bin script="/home/d/www/a \"q\" U=x b\\c\303\251.php" cwd="/home/d""#;
+        let Event::Origin(o) = ev(l) else {
+            panic!("origin")
+        };
+        assert_eq!(
+            o.user, b"daemon",
+            "U= is the ident, user= only the header's claim"
+        );
+        assert_eq!(
+            String::from_utf8(unescape(o.script)).expect("utf8"),
+            "/home/d/www/a \"q\" U=x b\\c\u{e9}.php"
+        );
+        let l = r#"2026-12-03 14:51:01 [19278] 1xZ89F-00050w-36 BASEOS-FORGED U=daemon action=stripped claimed="uid=2 user=bin""#;
         assert_eq!(
             ev(l),
-            Event::Origin(Origin {
+            Event::Logged {
+                user: b"daemon",
+                reason: Reason::Forged
+            }
+        );
+        let l = "2026-12-03 14:51:01 [19278] BASEOS-SENDER U=web1 sender=<a@evil.example> action=logged";
+        assert_eq!(
+            ev(l),
+            Event::Logged {
                 user: b"web1",
-                script: b"/home/web1/www/wp mail.php"
-            })
+                reason: Reason::SenderDomain
+            }
+        );
+        let l = r#"2026-12-03 14:51:01 [19278] 1xZ89F-00050w-36 H=(x) [127.0.0.1]:40312 U=daemon F=<d@x.example> rejected after DATA: BASEOS-FORGED U=daemon claimed="uid=2 user=bin""#;
+        assert_eq!(
+            ev(l),
+            Event::Rejection {
+                user: Some(b"daemon"),
+                reason: Reason::Forged
+            }
+        );
+        let l = "2026-12-03 14:51:01 H=(x) [::1]:40312 U=web1 F=<a@b> rejected MAIL <a@b>: BASEOS-LIMIT U=web1 what=messages rate=4.0 limit=3 period=1h";
+        assert_eq!(
+            ev(l),
+            Event::Rejection {
+                user: Some(b"web1"),
+                reason: Reason::RateLimit
+            }
+        );
+        let l = "2026-12-03 14:51:01 H=(x) [::1]:40312 U=web1 F=<a@b> rejected MAIL <a@b>: BASEOS-BLOCKED U=web1";
+        assert_eq!(
+            ev(l),
+            Event::Rejection {
+                user: Some(b"web1"),
+                reason: Reason::Blocked
+            }
+        );
+        let l = "2026-12-03 14:51:01 H=(x) [::1]:40312 U=web1 F=<a@b> rejected MAIL <a@b>: BASEOS-SENDER U=web1 sender=<a@b>";
+        assert_eq!(
+            ev(l),
+            Event::Rejection {
+                user: Some(b"web1"),
+                reason: Reason::SenderDomain
+            }
+        );
+        assert_eq!(
+            ev("2026-12-03 14:51:01 BASEOS-ORIGIN uid=1"),
+            Event::Unparseable
         );
     }
 }
