@@ -61,7 +61,7 @@ fn normal_submission_to_the_scripted_server() {
     );
     assert_eq!(
         seen.commands.first().map(String::as_str),
-        Some("EHLO test.example")
+        Some("EHLO localhost")
     );
     assert!(
         seen.commands
@@ -375,10 +375,7 @@ fn ehlo_refused_falls_back_to_helo() {
     let out = send(&server, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let seen = server.settled();
-    assert_eq!(
-        seen.commands[..2],
-        ["EHLO test.example", "HELO test.example"]
-    );
+    assert_eq!(seen.commands[..2], ["EHLO localhost", "HELO localhost"]);
     assert_eq!(seen.messages.len(), 1);
 }
 
@@ -424,7 +421,7 @@ fn verbose_prints_the_dialogue() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     for needle in [
         "<<< 220 scripted.test ESMTP",
-        ">>> EHLO test.example",
+        ">>> EHLO localhost",
         ">>> RCPT TO:<bob@test.example>",
         "<<< 250 OK id=scripted",
         ">>> QUIT",
