@@ -29,6 +29,8 @@ const QUIT_WAIT: Duration = Duration::from_secs(5);
 /// First retry delay after a refused connection or a 421 greeting; doubled up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Timers fire a little early or late: a timeout this close to the deadline is the deadline's.
+const TIMER_SLACK: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
 // Replies
@@ -335,11 +337,18 @@ impl<'a, T: Transport> Session<'a, T> {
     fn io_error(&self, step: &str, e: &io::Error, after_dot: bool) -> Failure {
         let what = match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                let limit = match (self.step_timeout, self.deadline) {
-                    (Some(t), _) => format!("the {} s step timeout (-T)", t.as_secs_f64()),
-                    _ => "the overall deadline".to_string(),
-                };
-                format!("timed out ({limit})")
+                // Which limit ran out: the overall deadline when it is (about) reached now.
+                let deadline_hit = self
+                    .deadline
+                    .is_some_and(|d| d.saturating_duration_since(Instant::now()) < TIMER_SLACK);
+                match self.step_timeout {
+                    Some(t) if !deadline_hit => format!(
+                        "no answer within the {} s step timeout (-T or `timeout`)",
+                        t.as_secs_f64()
+                    ),
+                    _ => "timed out: the overall deadline (`deadline` in the config) ran out"
+                        .to_string(),
+                }
             }
             io::ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {

@@ -312,8 +312,84 @@ fn stalled_server_times_out_per_step() {
         &[],
         MAIL,
     );
-    assert_fails(&out, 69, &["MAIL FROM", "timed out", "-T"]);
+    assert_fails(&out, 69, &["MAIL FROM", "1 s step timeout (-T"]);
     assert_eq!(server.settled().connections, 1);
+}
+
+#[test]
+fn overall_deadline_bounds_a_slow_server() {
+    let server = Scripted::start(Plan {
+        stall_on: Some("RCPT"),
+        ..Plan::default()
+    });
+    let port = server.port.to_string();
+    let cfg = TestConfig::new("domain = \"test.example\"\ndeadline = 2\n");
+    let out = run_shim(
+        &dev_binary(),
+        &cfg,
+        &[
+            "-p",
+            &port,
+            "-T",
+            "30",
+            "-f",
+            "alice@test.example",
+            "bob@test.example",
+        ],
+        &[],
+        MAIL,
+    );
+    assert_fails(&out, 69, &["RCPT TO", "overall deadline"]);
+    assert!(server.settled().messages.is_empty());
+}
+
+#[test]
+fn utf8_address_needs_smtputf8() {
+    let server = Scripted::start(Plan::default());
+    let port = server.port.to_string();
+    let rcpt = "jos\u{e9}@test.example";
+    let out = run_shim(
+        &dev_binary(),
+        &config(1),
+        &["-p", &port, "-f", "alice@test.example", rcpt],
+        &[],
+        MAIL,
+    );
+    assert_fails(&out, 65, &["SMTPUTF8", "not ASCII"]);
+    let seen = server.settled();
+    assert!(
+        !seen.commands.iter().any(|c| c.starts_with("MAIL")),
+        "{:?}",
+        seen.commands
+    );
+
+    // Offered: asked for, and the address goes out as UTF-8.
+    let server = Scripted::start(Plan {
+        ehlo: "250-scripted.test\r\n250-8BITMIME\r\n250 SMTPUTF8".into(),
+        ..Plan::default()
+    });
+    let port = server.port.to_string();
+    let out = run_shim(
+        &dev_binary(),
+        &config(1),
+        &["-p", &port, "-f", "alice@test.example", rcpt],
+        &[],
+        MAIL,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen = server.settled();
+    let mail = seen
+        .commands
+        .iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(mail.ends_with(" SMTPUTF8"), "{mail}");
+    assert!(
+        seen.commands.contains(&format!("RCPT TO:<{rcpt}>")),
+        "{:?}",
+        seen.commands
+    );
+    assert_eq!(seen.messages.len(), 1);
 }
 
 #[test]
@@ -338,7 +414,7 @@ fn stall_after_the_final_dot_is_69_and_not_resent() {
         &[],
         MAIL,
     );
-    assert_fails(&out, 69, &["timed out", "NOT sent again"]);
+    assert_fails(&out, 69, &["step timeout", "NOT sent again"]);
     let seen = server.settled();
     assert_eq!(seen.connections, 1);
     assert_eq!(seen.messages.len(), 1);
