@@ -321,3 +321,56 @@ fn exim_restart_during_submission_window_is_retried() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     arrival(&exim, "after restart");
 }
+
+/// PHP's own `mail()` (php-cli, `sendmail_path` = the static shim) as a site user: it returns
+/// true only for exit 0, and false when Exim refuses the recipient.
+#[test]
+#[ignore = "system: needs root+exim+php"]
+fn real_php_mail_function() {
+    require_root();
+    let exim = Exim::start(EximConfig::default());
+    let user = ThrowawayUser::create("shp");
+    let cfg = config();
+    let sendmail_path = format!(
+        "{} -p {} -t -i",
+        bin_path("sendmail").display(),
+        exim.port()
+    );
+    let php = |to: &str, subject: &str| {
+        let mut cmd = user.command("php");
+        cmd.arg("-n")
+            .arg("-d")
+            .arg(format!("sendmail_path={sendmail_path}"))
+            .arg("-r")
+            .arg(format!(
+                "var_export(mail('{to}', '{subject}', \"line 1\\n.\\nline 3\\n\", \
+                 \"From: Site <site@test.example>\\r\\nBcc: hid@test.example\")); echo \"\\n\";"
+            ))
+            .env("BASEOS_SENDMAIL_CONFIG", &cfg.path);
+        pipe(cmd, b"")
+    };
+    let out = php("bob@test.example", "php mail()");
+    assert_eq!(out.stdout.trim(), "true", "{} {}", out.stdout, out.stderr);
+    let a = arrival(&exim, "php mail()");
+    let mut rcpts = a.recipients.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, ["bob@test.example", "hid@test.example"]);
+    assert_eq!(a.sender, format!("{}@test.example", user.name));
+    for who in ["bob", "hid"] {
+        let mails = exim.wait_for_deliveries(who, 1, Duration::from_secs(10));
+        let (head, body) = split(&mails[0]);
+        // PHP ends the message with its own CRLF: one empty line more.
+        assert_eq!(body, b"line 1\n.\nline 3\n\n", "{who}");
+        assert_eq!(header(&head, "From"), ["Site <site@test.example>"]);
+        assert!(header(&head, "Bcc").is_empty());
+        assert_eq!(header(&head, "X-BaseOS-Origin").len(), 1);
+    }
+
+    let out = php("someone@elsewhere.invalid", "php refused");
+    assert_eq!(out.stdout.trim(), "false", "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("relay not permitted"),
+        "the shim's line reaches PHP's stderr: {}",
+        out.stderr
+    );
+}
