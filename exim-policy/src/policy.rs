@@ -103,7 +103,7 @@ pub struct Standalone {
     pub log_file_path: PathBuf,
     /// `pid_file_path`.
     pub pid_file: PathBuf,
-    /// Domains delivered locally to `<mail_dir>/<local part>/Maildir`.
+    /// Domains delivered locally, all into the one maildir `<mail_dir>/Maildir`.
     pub local_domains: Vec<String>,
     /// Root of the local maildirs.
     pub mail_dir: PathBuf,
