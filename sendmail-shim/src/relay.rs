@@ -461,6 +461,19 @@ mod tests {
     }
 
     #[test]
+    fn over_long_command_line_is_refused_and_skipped_whole() {
+        let long = format!("MAIL FROM:<{}@x>", "a".repeat(10_000));
+        let (out, got) = session(&format!("HELO x\r\n{long}\r\nNOOP\r\nQUIT\r\n"), ok);
+        assert!(
+            out.ends_with(
+                "250 relay.test\r\n500 5.5.2 line too long\r\n250 2.0.0 OK\r\n221 2.0.0 bye\r\n"
+            ),
+            "{out}"
+        );
+        assert!(got.is_empty());
+    }
+
+    #[test]
     fn eof_without_quit_is_fine() {
         let (out, got) = session("HELO x\r\n", ok);
         assert!(out.ends_with("250 relay.test\r\n"));
