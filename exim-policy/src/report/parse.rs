@@ -362,6 +362,13 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+#[inline]
+fn is_field_word(w: &[u8]) -> bool {
+    memchr(b'=', w).is_some()
+        || matches!(w.first(), Some(b'(' | b'['))
+        || w.iter().all(u8::is_ascii_uppercase)
+}
+
 /// `<= sender [R=id] [H=host (helo) [ip]:port] [I=..] [U=ident] P=proto ... S=size ... [for rcpt...]`
 fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
     let mut f = Fields::new(t);
@@ -378,6 +385,9 @@ fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
             return Event::Unparseable;
         };
         if field.len() < 2 {
+            if !is_field_word(field) {
+                return Event::Unparseable;
+            }
             continue;
         }
         match (field[0], field[1]) {
@@ -389,12 +399,14 @@ fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
                 None => return Event::Unparseable,
             },
             (b'f', b'o') if field == b"for" => {
+                // Exim qualifies every recipient: a word without `@` here is the start of
+                // another entry glued to a truncated line.
                 let mut n = 0u32;
                 while let Some(r) = f.next_field() {
-                    if r.is_err() {
-                        return Event::Unparseable;
+                    match r {
+                        Ok(r) if memchr(b'@', r).is_some() => n += 1,
+                        _ => return Event::Unparseable,
                     }
-                    n += 1;
                 }
                 if n == 0 {
                     return Event::Unparseable;
@@ -402,7 +414,11 @@ fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
                 rcpts = Some(n);
                 break;
             }
-            _ => {}
+            // `NAME=value`, `(helo)`, `[ip]:port`, and flags such as `K`, `DS`, `CHUNKING`:
+            // anything else (a timestamp, a message id, `=>`) means this line was cut short and
+            // the next entry was written after it.
+            _ if is_field_word(field) => {}
+            _ => return Event::Unparseable,
         }
     }
     let (Some(_), Some(bytes)) = (proto, bytes) else {
@@ -598,6 +614,10 @@ mod tests {
             "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm",
             "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5x",
             "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= ",
+            // Cut short, and the next entry glued on.
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5 id=x@y2026-12-03 13:03:25 [7] 1xZ6T6-00064g-31 => a@b R=r T=t",
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5 for a@b c@d2026-12-03 13:03:25 [7] 1xZ6T6-00064g-31 Completed",
+            "2026-12-03 13:03:24 1xZ6T6-00064g-31 <= a@b H=(vm) [127.0.0.1]:5 U=web1 P=esmtp S=5 for a@b us",
             "2026-12-03 13:",
             "garbage",
         ] {
