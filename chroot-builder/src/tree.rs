@@ -211,7 +211,9 @@ impl Target {
                 Ok(state)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DirState::Missing),
-            // A symlink or a file where a folder should be: the caller replaces it first.
+            // A symlink or a file where a folder should be: never followed; the plan replaces
+            // it with a folder before its children come (a dry run treats it as missing).
+            Err(e) if matches!(e.raw_os_error(), Some(20) | Some(40)) => Ok(DirState::Missing),
             Err(e) => Err(ctx(rel, e)),
         }
     }
