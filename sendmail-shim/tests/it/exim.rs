@@ -266,6 +266,27 @@ fn cron_style_bare_user_and_8bit_body() {
 
 #[test]
 #[ignore = "system: needs root+exim"]
+fn ipv6_loopback_literal() {
+    require_root();
+    let exim = Exim::start(EximConfig::default());
+    let user = ThrowawayUser::create("shs");
+    let cfg = config();
+    let out = shim_as(
+        &user,
+        &exim,
+        &cfg,
+        &["-s", "[::1]", "bob@test.example"],
+        &[],
+        b"Subject: over ipv6\n\nsix\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let a = arrival(&exim, "over ipv6");
+    assert!(a.line.contains("[::1]"), "{}", a.line);
+    assert_eq!(a.ident.as_deref(), Some(user.name.as_str()), "{}", a.line);
+}
+
+#[test]
+#[ignore = "system: needs root+exim"]
 fn refused_recipient_at_real_exim_is_67_and_nothing_delivered() {
     require_root();
     let exim = Exim::start(EximConfig::default());

@@ -291,6 +291,46 @@ fn connection_dropped_mid_data() {
 }
 
 #[test]
+fn connection_dropped_during_a_big_write_is_epipe_not_a_signal() {
+    // 8 MiB: far more than the socket buffers, so our one big write hits the closed socket
+    // (EPIPE / ECONNRESET). Rust ignores SIGPIPE: the shim must exit 69, not die of a signal.
+    let server = Scripted::start(Plan {
+        drop_after: Some(1000),
+        ..Plan::default()
+    });
+    let port = server.port.to_string();
+    let line = format!("{}\n", "y".repeat(99));
+    let input = format!("Subject: big\n\n{}", line.repeat(80 * 1024));
+    let out = run_shim(
+        &dev_binary(),
+        &config(1),
+        &["-p", &port, "-f", "alice@test.example", "bob@test.example"],
+        &[],
+        input.as_bytes(),
+    );
+    assert_fails(&out, 69, &["closed the connection", "NOT sent again"]);
+    let seen = server.settled();
+    assert_eq!(seen.connections, 1);
+    assert!(seen.messages.is_empty());
+}
+
+#[test]
+fn mail_larger_than_the_servers_size_is_65_before_mail_from() {
+    let server = Scripted::start(Plan {
+        ehlo: "250-scripted.test\r\n250-SIZE 100\r\n250 8BITMIME".into(),
+        ..Plan::default()
+    });
+    let out = send(&server, &[]);
+    assert_fails(&out, 65, &["accepts at most 100", "SIZE"]);
+    let seen = server.settled();
+    assert!(
+        !seen.commands.iter().any(|c| c.starts_with("MAIL")),
+        "{:?}",
+        seen.commands
+    );
+}
+
+#[test]
 fn stalled_server_times_out_per_step() {
     let server = Scripted::start(Plan {
         stall_on: Some("MAIL"),
