@@ -295,6 +295,8 @@ pub struct Session<'a, T: Transport> {
     verbose: Option<&'a mut dyn Write>,
     buf: Vec<u8>,
     start: usize,
+    /// The kind of the last read failure (EOF counts as `UnexpectedEof`).
+    last_read_error: Option<io::ErrorKind>,
 }
 
 impl<'a, T: Transport> Session<'a, T> {
@@ -315,6 +317,7 @@ impl<'a, T: Transport> Session<'a, T> {
             verbose,
             buf: Vec::with_capacity(1024),
             start: 0,
+            last_read_error: None,
         }
     }
 
@@ -403,12 +406,14 @@ impl<'a, T: Transport> Session<'a, T> {
                     Ok(n) => n,
                     Err(e) => {
                         self.buf.truncate(old);
+                        self.last_read_error = Some(e.kind());
                         return Err(self.io_error(step, &e, after_dot));
                     }
                 };
                 self.buf.truncate(old + n);
                 if n == 0 {
                     let e = io::Error::from(io::ErrorKind::UnexpectedEof);
+                    self.last_read_error = Some(e.kind());
                     return Err(self.io_error(step, &e, after_dot));
                 }
             };
@@ -831,7 +836,30 @@ pub fn submit(
             deadline,
             verbose.as_mut().map(|w| &mut **w as &mut dyn Write),
         );
-        let greeting = session.read_reply("the greeting")?;
+        let greeting = match session.read_reply("the greeting") {
+            Ok(greeting) => greeting,
+            // Closed before the greeting (a daemon stopping or over its connection limit):
+            // nothing was sent yet, so trying again is safe.
+            Err(_)
+                if matches!(
+                    session.last_read_error,
+                    Some(
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                    )
+                ) && may_retry(backoff) =>
+            {
+                drop(session);
+                if let Some(w) = verbose.as_mut() {
+                    let _ = writeln!(w, "--- closed before the greeting; retrying in {backoff:?}");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(failure) => return Err(failure),
+        };
         if greeting.code == 220 {
             return session.transaction(msg, &settings.helo_name);
         }

@@ -104,6 +104,27 @@ fn greeting_421_then_ready_succeeds_once() {
 }
 
 #[test]
+fn connection_closed_before_the_greeting_is_retried() {
+    let server = Scripted::start(Plan {
+        close_first: 2,
+        ..Plan::default()
+    });
+    let out = send(&server, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen = server.settled();
+    assert_eq!(seen.connections, 3);
+    assert_eq!(seen.messages.len(), 1);
+
+    let server = Scripted::start(Plan {
+        close_first: usize::MAX,
+        ..Plan::default()
+    });
+    let out = send(&server, &[]);
+    assert_fails(&out, 69, &["greeting", "closed the connection"]);
+    assert!(server.settled().connections >= 2);
+}
+
+#[test]
 fn server_coming_up_3s_late_is_retried() {
     let port = baseos_tests::free_port();
     let server = Scripted::start_late(Plan::default(), port, Duration::from_secs(3));

@@ -17,6 +17,8 @@ pub(crate) struct Plan {
     pub(crate) greeting: String,
     /// The first N connections get `421` as greeting and are closed.
     pub(crate) busy_first: usize,
+    /// The first N connections are closed at once, without a greeting.
+    pub(crate) close_first: usize,
     pub(crate) ehlo: String,
     pub(crate) mail: String,
     pub(crate) rcpt: String,
@@ -35,6 +37,7 @@ impl Default for Plan {
         Plan {
             greeting: "220 scripted.test ESMTP".into(),
             busy_first: 0,
+            close_first: 0,
             ehlo: "250-scripted.test\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250 HELP".into(),
             mail: "250 OK".into(),
             rcpt: "250 Accepted".into(),
@@ -151,6 +154,9 @@ fn connection(
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     let reply = |out: &mut TcpStream, text: &str| out.write_all(format!("{text}\r\n").as_bytes());
+    if n <= plan.close_first {
+        return Ok(());
+    }
     if n <= plan.busy_first {
         reply(&mut out, "421 scripted.test busy, try later")?;
         return Ok(());
