@@ -326,7 +326,8 @@ fn exim_restart_during_submission_window_is_retried() {
     require_root();
     let mut exim = Exim::start(EximConfig::default());
     let user = ThrowawayUser::create("shs");
-    let cfg = config();
+    // The default 15 s window, written out: the restart comes after 2 s.
+    let cfg = TestConfig::new("domain = \"test.example\"\nretry_for = 15\n");
     exim.stop();
     let port = exim.port();
     let restarter = std::thread::spawn(move || {
