@@ -202,24 +202,67 @@ pub fn check(
         }
     }
     let _ = mount_set;
-    // ELF modules of the disk tier resolve against the tree too.
+    // The disk tier (bind-mounted read-only at /chroot): same rules; its ELF modules must
+    // resolve against the tree.
     if let Some(disk) = disk.filter(|d| d.is_dir()) {
-        if !mounts.iter().any(|m| m == Path::new("chroot")) {
-            if let Ok((disk_map, _)) = scan(disk) {
-                let disk_fd = sys::open_root(disk).map_err(|e| Error::io(disk, e))?;
-                for (rel, meta) in &disk_map {
-                    if meta.ft == FileType::RegularFile {
-                        let shown = format!("/chroot/{}", rel.display());
-                        check_elf_at(
-                            &mut resolver,
-                            &disk_fd,
-                            rel,
-                            &Path::new("/").join(rel),
-                            &shown,
-                            &mut found,
-                        );
+        let (disk_map, _) = scan(disk)?;
+        let disk_fd = sys::open_root(disk).map_err(|e| Error::io(disk, e))?;
+        for (rel, meta) in &disk_map {
+            let shown = format!("/chroot/{}", rel.display());
+            if meta.ft == FileType::Symlink {
+                if let Some(t) = &meta.link {
+                    if escapes(&Path::new("chroot").join(rel), t) {
+                        found.push(Finding {
+                            kind: "symlink",
+                            path: shown.clone(),
+                            detail: format!(
+                                "-> {} climbs out of the tree: make it absolute or remove it",
+                                t.display()
+                            ),
+                        });
                     }
                 }
+                continue;
+            }
+            if meta.ft != FileType::Directory && meta.mode & 0o6000 != 0 {
+                found.push(Finding {
+                    kind: "setuid",
+                    path: shown.clone(),
+                    detail: format!(
+                        "mode {:o} on the disk tier: chmod ug-s, then build",
+                        meta.mode
+                    ),
+                });
+            }
+            if meta.mode & 0o022 != 0 || meta.uid != 0 {
+                found.push(Finding {
+                    kind: "writable",
+                    path: shown.clone(),
+                    detail: format!("mode {:o} owner {}: the disk tier must be root's and not writable by others: build", meta.mode, meta.uid),
+                });
+            }
+            match meta.ft {
+                FileType::RegularFile => {
+                    check_elf_at(
+                        &mut resolver,
+                        &disk_fd,
+                        rel,
+                        &Path::new("/").join(rel),
+                        &shown,
+                        &mut found,
+                    );
+                }
+                FileType::CharacterDevice
+                | FileType::BlockDevice
+                | FileType::Fifo
+                | FileType::Socket => {
+                    found.push(Finding {
+                        kind: "device",
+                        path: shown.clone(),
+                        detail: "special file on the disk tier: remove it".to_string(),
+                    });
+                }
+                _ => {}
             }
         }
     }

@@ -53,6 +53,10 @@ fn programs_run_inside_the_loaded_tree_as_a_site_user() {
     assert!(out.starts_with("curl "), "{out}");
     let out = run(&["convert", "-version"]);
     assert!(out.contains("ImageMagick"), "{out}");
+    let out = run(&["mysql", "--print-defaults"]);
+    assert!(out.contains("--socket=/tmp/mysql.sock"), "{out}");
+    let out = run(&["sh", "-c", "grep -h '^pdo_mysql.default_socket' /etc/php/*/cli/php.ini"]);
+    assert_eq!(out, "pdo_mysql.default_socket = /tmp/mysql.sock\n");
     // The shim is the sendmail inside, and it is ours.
     let out = run(&["sh", "-c", "cmp /usr/sbin/sendmail /usr/lib/sendmail && cmp /usr/sbin/sendmail /usr/bin/mini_sendmail && echo same"]);
     assert_eq!(out, "same\n");
@@ -167,6 +171,61 @@ fn check_catches_libc_edit_and_setuid_and_sync_repairs() {
     assert!(o.status.success(), "{}", text(&o));
     let o = ns.cb(&refs(&t.args_live(&live, &["check"])));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A library gone from the tree: every ELF file needing it is named.
+    let o = ns.sh(&format!(
+        "rm {}/usr/lib/x86_64-linux-gnu/libzstd.so.1",
+        live.display()
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ns.cb(&refs(&t.args_live(&live, &["check"])));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.lines().any(|l| l.starts_with("library")
+            && l.contains("needs libzstd.so.1, which does not resolve inside the tree")),
+        "{out}"
+    );
+    let o = ns.cb(&refs(&t.args_live(&live, &["sync"])));
+    assert!(
+        text(&o).contains("+ /usr/lib/x86_64-linux-gnu/libzstd.so.1"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn mysql_socket_patches_a_copy_of_my_cnf_idempotently() {
+    let d = scratch("mycnf");
+    let cnf = d.path().join("50-server.cnf");
+    let old = d.path().join("mysqld.sock");
+    let original = format!("[server]\n\n[mysqld]\nuser = mysql\npid-file = /run/mysqld/mysqld.pid\nsocket = {}\nbasedir = /usr\n", old.display());
+    std::fs::write(&cnf, &original).expect("write");
+    let m = shipped_manifest();
+    let args = [
+        "--manifest",
+        m.to_str().expect("utf8"),
+        "mysql-socket",
+        "--mycnf",
+        cnf.to_str().expect("utf8"),
+    ];
+    let o = cb(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let patched = std::fs::read_to_string(&cnf).expect("read");
+    assert!(
+        patched.contains("\nsocket = /tmp/mysql.sock\n") && !patched.contains("mysqld.sock"),
+        "{patched}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.baseos-orig", cnf.display())).expect("backup"),
+        original
+    );
+    assert_eq!(
+        std::fs::read_link(&old).expect("symlink at the old path"),
+        Path::new("/tmp/mysql.sock")
+    );
+    let o = cb(&args);
+    assert!(text(&o).contains("nothing changed"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&cnf).expect("read"), patched);
 }
 
 #[test]
