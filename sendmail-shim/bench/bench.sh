@@ -10,6 +10,8 @@
 # without ident lookups; IDENT=1 turns loopback ident on (needs oidentd on port 113, e.g.
 # the test harness's). Needs root (private Exim under -C, trusted_configs entry).
 #
+# It then runs the two SMTP clients against a do-nothing sink (sink.py) to show their own cost.
+#
 # usage: sendmail-shim/bench/bench.sh [N]      (default 200)
 #   BIN=/path/to/sendmail   the static shim (default: the workspace's release build)
 set -euo pipefail
@@ -69,6 +71,10 @@ echo "$T/exim.conf" >> /etc/exim4/trusted_configs
 cleanup() {
   [ -f "$T/exim.pid" ] && kill "$(cat "$T/exim.pid")" 2>/dev/null || true
   [ -n "${EXIM_PID:-}" ] && kill "$EXIM_PID" 2>/dev/null || true
+  [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null || true
+for f in "$T"/stderr.*; do
+  [ -s "$f" ] && { echo "stderr of the last ${f##*.} run:"; cat "$f"; }
+done
   sed -i "\\|^$T/exim.conf\$|d" /etc/exim4/trusted_configs
   rm -rf "$T"
 }
@@ -111,9 +117,19 @@ run() { local name=$1; shift; "$T/spawn" "$name" "$N" "$T/mail.txt" "$T/stderr.$
   run exim-odq-t exim4 -C "$T/exim.conf" -odq -t -i
   run floor "$T/spawn" --noop
 } > "$T/results.tsv"
-for f in "$T"/stderr.*; do
-  [ -s "$f" ] && { echo "stderr of the last ${f##*.} run:"; cat "$f"; }
-done
+
+# The same two SMTP clients against a do-nothing sink: their own cost without Exim's.
+python3 "$HERE/sink.py" "$T/sink.port" &
+SINK_PID=$!
+for _ in $(seq 100); do [ -s "$T/sink.port" ] && break; sleep 0.05; done
+SINK_PORT=$(cat "$T/sink.port")
+sed "s/^port .*/port $SINK_PORT/" "$T/msmtprc" > "$T/msmtprc.sink"
+chmod 600 "$T/msmtprc.sink"
+{
+  BASEOS_SENDMAIL_CONFIG="$T/shim.toml" run shim-sink "$BIN" -p "$SINK_PORT" -t -i
+  run msmtp-sink msmtp -C "$T/msmtprc.sink" -t -i
+} > "$T/sink.tsv"
+kill "$SINK_PID" 2>/dev/null || true
 
 arrived=$(grep -c ' <= ' "$T/log/mainlog" || true)
 stripped=$(stat -c %s "$BIN")
@@ -124,7 +140,8 @@ echo "arrivals logged by Exim: $arrived (expected $((3 * N)))"
 [ "$arrived" = $((3 * N)) ] || echo "WARNING: not every submission arrived" >&2
 echo "static shim: $(file -b "$BIN" | cut -d, -f1-2,4), stripped size $stripped octets"
 echo
-awk -F'\t' '
+table() {
+  awk -F'\t' '
   NR == 1 { base_wall = $4; base_cpu = $7; base_rss = $8 }
   $1 == "floor" { floor = $0; next }
   { rows[++n] = $0 }
@@ -136,4 +153,11 @@ awk -F'\t' '
     }
     split(floor, f, "\t")
     printf "(floor: fork+exec of the static measuring helper itself: %.2f ms wall, %.2f ms cpu, %d KiB RSS)\n", f[4], f[7], f[8]
-  }' "$T/results.tsv"
+  }' "$1"
+}
+echo "Against the private Exim:"
+table "$T/results.tsv"
+echo
+echo "Against a do-nothing loopback sink (the clients' own cost; sink.py):"
+{ cat "$T/sink.tsv"; grep '^floor' "$T/results.tsv"; } > "$T/sink2.tsv"
+table "$T/sink2.tsv"
