@@ -202,6 +202,10 @@ pub struct Sample {
 /// How many unparseable lines are quoted in the report.
 pub const MAX_SAMPLES: usize = 3;
 
+/// `Open::user` of a message that is not a user's (Exim's own, or from a remote host): its
+/// later lines are recognised and dropped, not left unresolved.
+const NOBODY: u32 = u32::MAX;
+
 #[derive(Clone, Copy, Debug)]
 struct Open {
     user: u32,
@@ -259,6 +263,7 @@ pub struct Aggregate {
     cap: usize,
     index: FastMap<Box<[u8]>, u32>,
     users: Vec<(Box<[u8]>, UserStats)>,
+    last_user: u32,
     open: JoinTable,
     unresolved: FastMap<MsgId, Pending>,
     /// Counts that belong to no user.
@@ -279,6 +284,7 @@ impl Aggregate {
             cap: cap.max(2),
             index: FastMap::default(),
             users: Vec::new(),
+            last_user: 0,
             open: JoinTable::default(),
             unresolved: FastMap::default(),
             totals: Totals::default(),
@@ -290,12 +296,22 @@ impl Aggregate {
 
     #[inline]
     fn user(&mut self, name: &[u8]) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
+        // The origin line and the arrival of a message name the same user, one after the other.
+        if let Some((n, _)) = self.users.get(self.last_user as usize) {
+            if **n == *name {
+                return self.last_user;
+            }
         }
-        let i = self.users.len() as u32;
-        self.index.insert(name.into(), i);
-        self.users.push((name.into(), UserStats::default()));
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                let i = self.users.len() as u32;
+                self.index.insert(name.into(), i);
+                self.users.push((name.into(), UserStats::default()));
+                i
+            }
+        };
+        self.last_user = i;
         i
     }
 
@@ -335,7 +351,7 @@ impl Aggregate {
             Event::Bounce(id) => self.final_line(id, true, inside),
             Event::Defer(id) => {
                 if let Some(o) = self.open.get(&id) {
-                    if inside {
+                    if inside && o.user != NOBODY {
                         self.users[o.user as usize].1.deferrals += 1;
                     }
                 } else if let Some(p) = self.pending(id) {
@@ -398,12 +414,19 @@ impl Aggregate {
 
     #[inline]
     fn arrival(&mut self, stamp: Stamp, inside: bool, a: Arrival<'_>) {
+        let nobody = Open {
+            user: NOBODY,
+            counted: false,
+            count_deliveries: false,
+        };
         if a.system {
             self.totals.system_messages += u64::from(inside);
+            self.totals.evicted += self.open.insert(a.id, nobody, self.cap);
             return;
         }
         let Some(name) = a.user else {
             self.totals.without_ident += u64::from(inside);
+            self.totals.evicted += self.open.insert(a.id, nobody, self.cap);
             return;
         };
         let u = self.user(name);
@@ -425,6 +448,9 @@ impl Aggregate {
     #[inline]
     fn final_line(&mut self, id: MsgId, bounce: bool, inside: bool) {
         if let Some(o) = self.open.get(&id) {
+            if o.user == NOBODY {
+                return;
+            }
             let st = &mut self.users[o.user as usize].1;
             if o.counted && o.count_deliveries {
                 st.rcpts += 1;
@@ -463,11 +489,13 @@ impl Aggregate {
         }
         for (id, p) in later.unresolved {
             if let Some(o) = self.open.get(&id) {
-                let st = &mut self.users[o.user as usize].1;
-                st.deferrals += u64::from(p.deferrals);
-                st.bounces += u64::from(p.bounces);
-                if o.counted && o.count_deliveries {
-                    st.rcpts += u64::from(p.finals);
+                if o.user != NOBODY {
+                    let st = &mut self.users[o.user as usize].1;
+                    st.deferrals += u64::from(p.deferrals);
+                    st.bounces += u64::from(p.bounces);
+                    if o.counted && o.count_deliveries {
+                        st.rcpts += u64::from(p.finals);
+                    }
                 }
                 if p.completed {
                     self.open.remove(&id);
@@ -478,7 +506,9 @@ impl Aggregate {
             }
         }
         for (id, mut o) in later.open.old.into_iter().chain(later.open.cur) {
-            o.user = remap[o.user as usize];
+            if o.user != NOBODY {
+                o.user = remap[o.user as usize];
+            }
             self.totals.evicted += self.open.insert(id, o, self.cap);
         }
         self.totals.absorb(&later.totals);
@@ -512,6 +542,11 @@ impl Aggregate {
     /// Messages arrived and not yet completed.
     pub fn open_messages(&self) -> usize {
         self.open.len()
+    }
+
+    /// Entries of the table of events whose arrival is not in this part of the log.
+    pub fn unresolved_len(&self) -> usize {
+        self.unresolved.len()
     }
 }
 
@@ -567,6 +602,33 @@ mod tests {
         );
         assert_eq!(first.open_messages(), 0);
         assert_eq!(first.totals().unattributed_bounces, 1);
+    }
+
+    #[test]
+    fn messages_of_nobody_are_tracked_and_dropped() {
+        let mut a = Aggregate::new(Window::default(), 100);
+        feed(
+            &mut a,
+            "2026-12-03 10:00:00 1xZ6T6-00064g-31 <= a@remote.example H=mx.remote.example [192.0.2.1]:25 P=esmtp S=1 for u@x\n\
+             2026-12-03 10:00:00 1xZ6T6-00064g-31 == u@x R=r T=t defer (-1): x\n\
+             2026-12-03 10:00:00 1xZ6T6-00064g-31 => u@x R=r T=t\n\
+             2026-12-03 10:00:00 1xZ6T6-00064g-31 Completed\n\
+             2026-12-03 10:00:00 1xZ6T7-00064g-31 <= <> R=1xZ6T6-00064g-31 U=Debian-exim P=local S=1 for u@x\n\
+             2026-12-03 10:00:00 1xZ6T7-00064g-31 ** u@x R=r T=t: no\n\
+             2026-12-03 10:00:00 1xZ6T7-00064g-31 Completed\n",
+        );
+        assert_eq!((a.open_messages(), a.unresolved_len()), (0, 0));
+        let t = a.totals();
+        assert_eq!(
+            (
+                t.without_ident,
+                t.system_messages,
+                t.unattributed_bounces,
+                t.unattributed_deferrals
+            ),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(a.users().count(), 0);
     }
 
     #[test]
