@@ -468,8 +468,18 @@ impl<'a, T: Transport> Session<'a, T> {
     /// Ends the session politely after a failure: RSET (when a transaction is open), then QUIT.
     /// Best-effort: errors here are ignored, the first failure is what counts.
     fn abort(&mut self, rset: bool) {
-        if rset && self.command("RSET", "RSET").is_err() {
-            return;
+        if rset {
+            // The outcome is decided: wait for this reply no longer than for the 221.
+            self.log(">>> ", "RSET");
+            let until = Instant::now() + QUIT_WAIT.min(self.step_timeout.unwrap_or(QUIT_WAIT));
+            if self
+                .transport
+                .write_until(b"RSET\r\n", Some(until))
+                .is_err()
+                || self.read_reply_until("RSET", Some(until), false).is_err()
+            {
+                return;
+            }
         }
         self.quit();
     }
