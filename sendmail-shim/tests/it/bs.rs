@@ -24,7 +24,7 @@ $transport = new SendmailTransport($argv[1] . ' -bs');
 $mailer = new Mailer($transport);
 $email = (new Email())
     ->from('app@test.example')
-    ->to('bob@test.example')
+    ->to($argv[3] ?? 'bob@test.example')
     ->bcc('hidden@test.example')
     ->subject($argv[2])
     ->text("Hello from Symfony.\n.leading dot\n");
@@ -94,6 +94,25 @@ fn symfony_sendmail_transport_bs_reaches_exim_tagged() {
             String::from_utf8_lossy(&body)
         );
     }
+
+    // A recipient Exim refuses: Symfony gets our 550 answer to the final '.', naming it.
+    let mut cmd = user.command("php");
+    cmd.arg(&script)
+        .arg(&shim)
+        .arg("symfony refused")
+        .arg("someone@elsewhere.invalid")
+        .env("BASEOS_SENDMAIL_CONFIG", &cfg.path);
+    let out = pipe(cmd, b"");
+    assert_eq!(out.code, 3, "php: {} {}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with("failed:")
+            && out.stdout.contains("550")
+            && out.stdout.contains("<someone@elsewhere.invalid>")
+            && out.stdout.contains("relay not permitted"),
+        "{}",
+        out.stdout
+    );
+    assert!(!exim.mainlog().contains("T=\"symfony refused\""));
 }
 
 #[test]
