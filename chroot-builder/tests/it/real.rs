@@ -55,7 +55,11 @@ fn programs_run_inside_the_loaded_tree_as_a_site_user() {
     assert!(out.contains("ImageMagick"), "{out}");
     let out = run(&["mysql", "--print-defaults"]);
     assert!(out.contains("--socket=/tmp/mysql.sock"), "{out}");
-    let out = run(&["sh", "-c", "grep -h '^pdo_mysql.default_socket' /etc/php/*/cli/php.ini"]);
+    let out = run(&[
+        "sh",
+        "-c",
+        "grep -h '^pdo_mysql.default_socket' /etc/php/*/cli/php.ini",
+    ]);
     assert_eq!(out, "pdo_mysql.default_socket = /tmp/mysql.sock\n");
     // The shim is the sendmail inside, and it is ours.
     let out = run(&["sh", "-c", "cmp /usr/sbin/sendmail /usr/lib/sendmail && cmp /usr/sbin/sendmail /usr/bin/mini_sendmail && echo same"]);
