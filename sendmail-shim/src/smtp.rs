@@ -29,6 +29,8 @@ const QUIT_WAIT: Duration = Duration::from_secs(5);
 /// First retry delay after a refused connection or a 421 greeting; doubled up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Advice when the server refuses to talk to us at all.
+const NO_HELLO: &str = "nothing was delivered: check the server's log and its ACL for this host";
 /// Timers fire a little early or late: a timeout this close to the deadline is the deadline's.
 const TIMER_SLACK: Duration = Duration::from_millis(50);
 
@@ -559,11 +561,11 @@ impl<'a, T: Transport> Session<'a, T> {
         } else if ehlo.is_permanent() {
             let helo = self.command("HELO", &format!("HELO {helo_name}"))?;
             if !helo.is_positive() {
-                return Err(self.refused("HELO", helo, Error::Unavailable, "", false));
+                return Err(self.refused("HELO", helo, Error::Unavailable, NO_HELLO, false));
             }
             Extensions::default()
         } else {
-            return Err(self.refused("EHLO", ehlo, Error::Unavailable, "", false));
+            return Err(self.refused("EHLO", ehlo, Error::Unavailable, NO_HELLO, false));
         };
 
         if msg.smtputf8 && !ext.smtputf8 {
@@ -1112,6 +1114,19 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn refused_hello_is_69_naming_the_reply() {
+        let mut s = Script::new("220 x\r\n550 no EHLO for you\r\n550 nor HELO\r\n221 bye\r\n");
+        let f = run(&mut s, &message(b"x\r\n", false)).unwrap_err();
+        assert_eq!(f.error.exit_code(), 69);
+        let text = f.error.to_string();
+        assert!(
+            text.contains("refused HELO: 550 nor HELO; nothing was delivered"),
+            "{text}"
+        );
+        assert!(!String::from_utf8_lossy(&s.output).contains("MAIL"));
     }
 
     #[test]
