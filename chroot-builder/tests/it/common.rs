@@ -1,5 +1,6 @@
 //! Helpers: scratch folders safe for trees, a private mount namespace, running the binary.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -14,16 +15,30 @@ pub(crate) fn shipped_manifest() -> PathBuf {
 /// A scratch folder under the target dir (root-owned parents, not world-writable: the builder
 /// refuses trees under /tmp).
 pub(crate) fn scratch(name: &str) -> tempfile::TempDir {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chroot-builder");
+    let mut base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chroot-builder");
+    if !safe_ancestors(&base) {
+        // A clone below /tmp (or another shared folder): use a root-only folder instead.
+        base = PathBuf::from("/var/lib/chroot-builder-tests");
+    }
     std::fs::create_dir_all(&base).expect("create scratch base");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod base");
     tempfile::Builder::new()
         .prefix(&format!("{name}-"))
         .tempdir_in(&base)
         .expect("scratch dir")
 }
 
-/// The static shim when scripts/build.sh has built it; else any static-looking stand-in is
-/// not acceptable: the harness says how to build it.
+/// True if every existing folder above `p` is root's and not writable by group or others.
+fn safe_ancestors(p: &Path) -> bool {
+    p.ancestors()
+        .skip(1)
+        .all(|a| match std::fs::symlink_metadata(a) {
+            Ok(md) => !md.file_type().is_symlink() && md.uid() == 0 && md.mode() & 0o022 == 0,
+            Err(_) => true,
+        })
+}
+
+/// The static shim built by scripts/build.sh (the harness names the fix when it is missing).
 pub(crate) fn shim() -> PathBuf {
     baseos_tests::bin_path("sendmail")
 }
