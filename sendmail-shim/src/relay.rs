@@ -161,7 +161,10 @@ pub fn serve<R: BufRead, W: Write>(
                             opts.max_size
                         ),
                         Some(data) => match deliver(envelope, data) {
-                            Ok(reply) => format!("250 2.0.0 {}\r\n", one_line(&reply.to_string())),
+                            Ok(reply) => format!(
+                                "250 2.0.0 accepted by the mail server: {}\r\n",
+                                one_line(&reply.lines.join(" / "))
+                            ),
                             Err(failure) => failure_reply(&failure),
                         },
                     }
@@ -333,7 +336,7 @@ mod tests {
             out,
             "220 relay.test ESMTP BaseOS sendmail (-bs relay)\r\n250 relay.test\r\n\
              250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n\
-             354 end data with <CR><LF>.<CR><LF>\r\n250 2.0.0 250 OK id=1abc\r\n221 2.0.0 bye\r\n"
+             354 end data with <CR><LF>.<CR><LF>\r\n250 2.0.0 accepted by the mail server: OK id=1abc\r\n221 2.0.0 bye\r\n"
         );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0.sender, "app@site.test");

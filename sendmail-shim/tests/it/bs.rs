@@ -186,7 +186,8 @@ fn bs_by_hand_against_exim() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.contains("\r\n250 2.0.0 250 OK id="),
+        out.stdout
+            .contains("\r\n250 2.0.0 accepted by the mail server: OK id="),
         "{}",
         out.stdout
     );
