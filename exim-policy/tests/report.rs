@@ -481,3 +481,36 @@ fn follow_reads_appends_and_survives_rotation_and_truncation() {
     let j = wait_for(&out, t, |j| mails(j, "web3") == 1);
     assert_eq!(mails(&j, "web3"), 1);
 }
+
+#[test]
+fn since_skips_default_rotations_written_long_before() {
+    let dir = logdir();
+    for (f, t) in [
+        ("mainlog.3.gz", "2026-11-30 22:00:31"),
+        ("mainlog.2.gz", "2026-12-01 12:00:01"),
+        ("mainlog.1", "2026-12-02 10:20:00"),
+    ] {
+        let ok = Command::new("touch")
+            .args(["-d", t])
+            .arg(dir.path().join(f))
+            .env("TZ", "UTC")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let j = json(
+        dir.path(),
+        &["--log-dir", ".", "--since", "2026-12-02 12:00"],
+    );
+    // mainlog.3.gz ended more than a day before; mainlog.2.gz exactly a day before is kept.
+    assert_eq!(
+        j["files"],
+        serde_json::json!(["mainlog.2.gz", "mainlog.1", "mainlog"])
+    );
+    // Explicit files are always read.
+    let j = json(
+        dir.path(),
+        &["--since", "2026-12-02 12:00", "mainlog.3.gz", "mainlog"],
+    );
+    assert_eq!(j["files"], serde_json::json!(["mainlog.3.gz", "mainlog"]));
+}

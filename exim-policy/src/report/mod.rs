@@ -29,7 +29,8 @@ pub struct ReportArgs {
     #[arg(long, default_value = "/var/log/exim4", value_name = "DIR")]
     pub log_dir: PathBuf,
     /// Count from this time on: "YYYY-MM-DD[ HH:MM[:SS]]" (local time, as Exim logs) or a
-    /// duration ago like 1h, 30m, 7d, 1h30m.
+    /// duration ago like 1h, 30m, 7d, 1h30m. Default files last written more than a day
+    /// before it are not read.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Count up to (not including) this time; same forms as --since.
@@ -94,7 +95,20 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
         return Err(Error::Usage("--max-open must be at least 2".into()));
     }
     let files = if args.files.is_empty() {
-        input::default_files(&args.log_dir)?
+        let mut all = input::default_files(&args.log_dir)?;
+        // A rotation last written more than a day before --since holds nothing to count (the
+        // day of slack keeps the arrivals whose bounces fall in the window). The newest file
+        // is always read.
+        if let Some(since) = window.since {
+            let newest = all.pop();
+            all.retain(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .map_or(true, |t| stamp::system_time_stamp(t, 86_400) >= since)
+            });
+            all.extend(newest);
+        }
+        all
     } else {
         args.files.clone()
     };

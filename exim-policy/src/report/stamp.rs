@@ -158,6 +158,13 @@ pub fn parse_bound(text: &str, now: NaiveDateTime) -> Result<Stamp, String> {
     Ok(naive_to_stamp(&then))
 }
 
+/// The local wall-clock stamp of a file time (its mtime) plus `later` seconds.
+pub fn system_time_stamp(t: std::time::SystemTime, later: i64) -> Stamp {
+    let local: chrono::DateTime<Local> = t.into();
+    let naive = local.naive_local() + Duration::seconds(later);
+    naive_to_stamp(&naive)
+}
+
 /// The local time now (the base of durations).
 pub fn local_now() -> NaiveDateTime {
     Local::now().naive_local()
