@@ -891,3 +891,77 @@ fn send_one(port: u16, user: &str, n: usize) -> String {
     let _ = w.shutdown(std::net::Shutdown::Write);
     last
 }
+
+/// The BaseOS shim and direct SMTP share one bucket: the limit holds whichever way a user
+/// sends, and the shim's honest origin header is logged with the script.
+#[test]
+#[ignore = "system: needs root+exim"]
+fn shim_and_direct_smtp_share_the_limit_and_the_shim_origin_is_logged() {
+    use std::io::Write as _;
+    require_root();
+    let shim = baseos_tests::bin_path("sendmail");
+    let a = ThrowawayUser::create("ptk");
+    let exim = start("[limits]\nmessages = 3\nmessages_period = \"1d\"\n");
+    let port = exim.port().to_string();
+    let send_shim = |subject: &str| {
+        let mut child = a
+            .command(&shim)
+            .args(["-s", "127.0.0.1", "-p", &port, "-t", "-i"])
+            .env(
+                "SCRIPT_FILENAME",
+                format!("/home/{}/www/wp-mail.php", a.name),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the shim");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("To: inbox@test.example\nSubject: {subject}\n\nhello\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for n in 1..=2 {
+        let out = send_shim(&format!("shim{n}"));
+        assert!(
+            out.status.success(),
+            "shim mail {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s = swaks(&a, exim.port(), "direct3", &[]);
+    assert!(s.ok, "{}", s.transcript);
+    let s = swaks(&a, exim.port(), "direct4", &[]);
+    assert!(
+        refusal(&s).starts_with("451"),
+        "direct SMTP over the limit: {}",
+        s.transcript
+    );
+    let out = send_shim("shim5");
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "shim over the limit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = format!(
+        "BASEOS-ORIGIN U={} uid={} user={} script=\"/home/{}/www/wp-mail.php\"",
+        a.name, a.uid, a.name, a.name
+    );
+    assert_eq!(
+        exim.mainlog().matches(&line).count(),
+        2,
+        "{}",
+        exim.mainlog()
+    );
+    exim.wait_for_deliveries("inbox", 3, Duration::from_secs(30));
+    let got: BTreeSet<String> = subjects_delivered(&exim).into_iter().collect();
+    let want: BTreeSet<String> = ["shim1", "shim2", "direct3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(got, want);
+}
