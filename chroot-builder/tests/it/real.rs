@@ -189,10 +189,43 @@ fn check_catches_libc_edit_and_setuid_and_sync_repairs() {
             && l.contains("needs libzstd.so.1, which does not resolve inside the tree")),
         "{out}"
     );
+    // An extra device node, a world-writable folder, a symlink climbing out, a user-owned file.
+    let o = ns.sh(&format!(
+        "mknod {0}/dev/sda b 8 0 && chmod 777 {0}/usr/share && ln -s ../../../../../etc/shadow {0}/usr/bin/esc && touch {0}/etc/mine && chown 1234:1234 {0}/etc/mine",
+        live.display()
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ns.cb(&refs(&t.args_live(&live, &["check"])));
+    let out = text(&o);
+    for (kind, path) in [
+        ("device", "/dev/sda"),
+        ("writable", "/usr/share"),
+        ("symlink", "/usr/bin/esc"),
+        ("owner", "/etc/mine"),
+        ("drift", "/etc/mine"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(kind) && l.contains(&format!(" {path} "))),
+            "{kind} {path}: {out}"
+        );
+    }
     let o = ns.cb(&refs(&t.args_live(&live, &["sync"])));
+    assert!(
+        text(&o).contains("- /dev/sda") && text(&o).contains("~ /usr/share"),
+        "{}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("+ /usr/lib/x86_64-linux-gnu/libzstd.so.1"),
         "{}",
+        text(&o)
+    );
+    let o = ns.cb(&refs(&t.args_live(&live, &["check"])));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "sync repaired everything: {}",
         text(&o)
     );
 }
@@ -323,9 +356,24 @@ fn sync_under_readers_never_shows_a_missing_or_partial_file() {
     // Nothing changed since: sync says so.
     let o = ns.cb(&refs(&t.args(&["sync"])));
     assert!(text(&o).contains("nothing changed"), "{}", text(&o));
+    // A file gone from the host goes from master, then from live.
+    std::fs::remove_file(data.join("c.bin")).expect("rm");
+    let o = cb(&refs(&t.args(&["build"])));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ns.cb(&refs(&t.args(&["sync"])));
+    let line = format!("  - {}", data.join("c.bin").display());
+    assert!(text(&o).lines().any(|l| l == line), "{}", text(&o));
+    assert!(!in_live.join("c.bin").exists() && in_live.join("a.bin").exists());
     // ChangeLog names what each build changed; list.txt lists the files.
     let log = std::fs::read_to_string(t.master().join("ChangeLog")).expect("ChangeLog");
-    assert!(log.starts_with("version 7, "), "{log}");
+    assert!(log.starts_with("version 8, "), "{log}");
+    assert!(
+        log.contains(&format!(
+            "  removed /{}/c.bin",
+            data.strip_prefix("/").expect("abs").display()
+        )),
+        "{log}"
+    );
     assert!(
         log.contains(&format!(
             "  changed /{}/a.bin",
