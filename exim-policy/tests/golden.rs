@@ -116,3 +116,62 @@ fn every_policy_variant_renders_a_config_exim_accepts() {
     }
     assert_eq!(n, 24);
 }
+
+/// The command line: render writes every file once, then with --data-only only the changed
+/// data file, and says that it needs no reload; a bad policy exits 78 naming the line.
+#[test]
+fn render_cli_rewrites_only_changed_data_files() {
+    let bin = env!("CARGO_BIN_EXE_exim-policy");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let out = dir.path().join("out");
+    std::fs::write(&policy, "[limits]\nmessages = 10\n").unwrap();
+    let run = |extra: &[&str]| {
+        let o = Command::new(bin)
+            .args(["render", "--policy"])
+            .arg(&policy)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, stdout, _) = run(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.matches("wrote ").count(), 4, "{stdout}");
+    let conf_before = std::fs::read(out.join("exim.conf")).unwrap();
+    std::fs::write(
+        &policy,
+        "[limits]\nmessages = 10\n[users.alice]\nmessages = 50\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = run(&["--data-only"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("limits (data: applies to the next connection, no reload)"),
+        "{stdout}"
+    );
+    assert!(std::fs::read_to_string(out.join("limits"))
+        .unwrap()
+        .contains("\nalice: kind=user msgs=50/1h\n"));
+    assert_eq!(std::fs::read(out.join("exim.conf")).unwrap(), conf_before);
+    let (_, stdout, _) = run(&[]);
+    assert!(stdout.contains("is up to date"), "{stdout}");
+    std::fs::write(
+        &policy,
+        "[limits]\nmessages = 10\nmessages_period = \"1 hour\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, Some(78));
+    assert!(
+        stderr.contains("line 3") && stderr.contains("fix:") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
