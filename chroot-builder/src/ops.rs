@@ -564,7 +564,7 @@ pub fn sync(ctx: &Ctx, checksum: bool, dry_run: bool) -> Result<String> {
             version_number(&master_version)
         );
     } else {
-        let verb = if dry_run { "would be" } else { "" };
+        let verb = if dry_run { "would be " } else { "" };
         for (sign, v) in [("+", &ch.added), ("~", &ch.changed), ("-", &ch.removed)] {
             for p in v {
                 let _ = writeln!(out, "  {sign} /{}", p.display());
@@ -572,7 +572,7 @@ pub fn sync(ctx: &Ctx, checksum: bool, dry_run: bool) -> Result<String> {
         }
         let _ = writeln!(
             out,
-            "sync {}: {verb} added {}, changed {}, removed {}; live is version {}",
+            "sync {}: {verb}added {}, changed {}, removed {}; live is version {}",
             ctx.live.display(),
             ch.added.len(),
             ch.changed.len(),

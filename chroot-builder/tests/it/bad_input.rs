@@ -351,3 +351,32 @@ fn user_files_in_the_tmp_bind_survive_sync_check_and_unload() {
         user.uid
     );
 }
+
+#[test]
+fn exec_as_unknown_user_or_root_is_refused() {
+    let d = scratch("execuser");
+    let m = write_manifest(d.path(), &paths(d.path()));
+    let m = m.to_str().expect("utf8");
+    let o = cb(&[
+        "--manifest",
+        m,
+        "exec",
+        "--user",
+        "no-such-user-cb",
+        "--",
+        "id",
+    ]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(
+        text(&o).contains("no user `no-such-user-cb` in the host's /etc/passwd; fix: create it"),
+        "{}",
+        text(&o)
+    );
+    let o = cb(&["--manifest", m, "exec", "--user", "root", "--", "id"]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(
+        text(&o).contains("fix: exec runs site users, never root"),
+        "{}",
+        text(&o)
+    );
+}
