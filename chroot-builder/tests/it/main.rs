@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod caps;
 mod common;
 mod real;
 mod unit;
