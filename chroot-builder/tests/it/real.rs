@@ -396,11 +396,20 @@ fn build_is_idempotent_and_strips_setuid() {
         std::fs::Permissions::from_mode(0o4775),
     )
     .expect("chmod");
+    std::fs::copy("/usr/bin/true", data.join("allowed")).expect("copy");
+    std::fs::set_permissions(
+        data.join("allowed"),
+        std::fs::Permissions::from_mode(0o2755),
+    )
+    .expect("chmod");
     // Only root in passwd: other tests add users meanwhile, which would be a real change.
     let t = small(
         "idem",
         &[&data],
-        "[users]\nmin_uid = 65000\nnames = []\ngroups = []\n",
+        &format!(
+            "[users]\nmin_uid = 65000\nnames = []\ngroups = []\n[setuid]\nallow = [\"{}\"]\n",
+            data.join("allowed").display()
+        ),
     );
     let o = cb(&refs(&t.args(&["build"])));
     assert!(o.status.success(), "{}", text(&o));
@@ -414,6 +423,13 @@ fn build_is_idempotent_and_strips_setuid() {
         .mode()
         & 0o7777;
     assert_eq!(mode, 0o755, "setuid and group-write stripped");
+    let allowed = inside.with_file_name("allowed");
+    let mode = std::fs::metadata(&allowed)
+        .expect("allowed")
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o2755, "allow-listed setgid kept");
     let version = std::fs::read_to_string(t.master().join("VERSION")).expect("VERSION");
     let o = cb(&refs(&t.args(&["build"])));
     assert!(
