@@ -965,3 +965,25 @@ fn shim_and_direct_smtp_share_the_limit_and_the_shim_origin_is_logged() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// 127.0.0.1 and ::1 are one user, one bucket.
+#[test]
+#[ignore = "system: needs root+exim"]
+fn ipv4_and_ipv6_loopback_share_the_bucket() {
+    require_root();
+    let a = ThrowawayUser::create("ptv");
+    let exim = start("[limits]\nmessages = 2\nmessages_period = \"1d\"\n");
+    let port = exim.port();
+    let s = swaks(&a, port, "v4", &[]);
+    assert!(s.ok, "{}", s.transcript);
+    let s = swaks(&a, port, "v6", &["--server", "::1"]);
+    assert!(s.ok, "{}", s.transcript);
+    assert!(
+        exim.mainlog().contains("[::1]"),
+        "the mail did not arrive over ::1"
+    );
+    let s = swaks(&a, port, "v6-over", &["--server", "::1"]);
+    assert!(refusal(&s).starts_with("451"), "{}", s.transcript);
+    let s = swaks(&a, port, "v4-over", &[]);
+    assert!(refusal(&s).starts_with("451"), "{}", s.transcript);
+}
