@@ -145,6 +145,13 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
             emit,
         );
     }
+    let t = &loaded.agg.totals;
+    if t.lines > 0 && t.unparseable + t.continuations == t.lines {
+        eprintln!(
+            "exim-policy report: none of the {} lines is an Exim main log line (YYYY-MM-DD HH:MM:SS ...): pass Exim's mainlog, not a syslog file or the rejectlog",
+            t.lines
+        );
+    }
     emit(&loaded.agg)?;
     Ok(0)
 }
