@@ -649,3 +649,133 @@ target = "/home"
     );
     assert!(mount_points().iter().all(|m| !m.starts_with(&scratch)));
 }
+
+/// The man page as `man` renders it (plain text, no line wrapping inside a paragraph's tag).
+fn rendered_man_page() -> String {
+    let page = workspace_root().join("packaging/man/baseos-sendmail.8");
+    run(Command::new("man")
+        .args(["-P", "cat", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "200"))
+}
+
+/// The lines of one section of a rendered man page (headings start in column 0).
+fn man_section<'a>(page: &'a str, heading: &str) -> Vec<&'a str> {
+    page.lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .collect()
+}
+
+/// The option words of the OPTIONS tags (`-f addr, -faddr, -r addr` → -f, -faddr, -r).
+fn option_tags(options: &[&str]) -> Vec<String> {
+    options
+        .iter()
+        .filter(|l| l.starts_with("       -") && !l.starts_with("        "))
+        .flat_map(|l| l.trim().split(", "))
+        .filter_map(|t| t.split_whitespace().next())
+        .filter(|t| t.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The hand-written baseos-sendmail(8) against the shim: every flag the shim knows is documented,
+/// every flag documented as ignored or refused is ignored or refused by the real binary, and the
+/// EXIT STATUS list is exactly the shim's exit-code mapping (sendmail-shim/src/error.rs) plus 0.
+#[test]
+fn sendmail_man_page_matches_the_shim() {
+    let page = rendered_man_page();
+    let options = man_section(&page, "OPTIONS");
+    let tags = option_tags(&options);
+    assert!(tags.len() > 20, "OPTIONS tags: {tags:?}");
+    let shim = bin_path("sendmail");
+    let run_shim = |arg: &str| {
+        let o = output(
+            Command::new(&shim)
+                .arg(arg)
+                .stdin(std::process::Stdio::null()),
+        );
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    // The shim's own list of what it knows and ignores, from its unknown-option error.
+    let (code, err) = run_shim("-q");
+    assert_eq!(code, Some(64), "{err}");
+    let known = err
+        .split("this sendmail knows ")
+        .nth(1)
+        .and_then(|s| s.split("; ").next())
+        .unwrap_or_else(|| panic!("unexpected unknown-option message: {err}"));
+    for flag in known.split_whitespace().filter(|w| w.starts_with('-')) {
+        let documented = match flag.strip_suffix('*') {
+            Some(prefix) => tags
+                .iter()
+                .any(|t| t.starts_with(prefix) && t.len() > prefix.len()),
+            None => tags.iter().any(|t| t == flag || *t == format!("{flag}x")),
+        };
+        assert!(
+            documented,
+            "the shim knows {flag}, baseos-sendmail(8) OPTIONS does not: {tags:?}"
+        );
+    }
+
+    // Documented as accepted and ignored: the shim goes on (and stops at "no recipients").
+    let ignored_at = options
+        .iter()
+        .position(|l| l.trim() == "Accepted and ignored (sendmail compatibility).")
+        .expect("an 'Accepted and ignored' entry");
+    let ignored: Vec<&str> = options[ignored_at - 1].trim().split(", ").collect();
+    assert!(ignored.len() >= 10, "{ignored:?}");
+    for flag in ignored {
+        let (code, err) = run_shim(flag);
+        assert!(
+            code == Some(64) && err.contains("no valid recipients"),
+            "man page says {flag} is ignored; the shim said ({code:?}): {err}"
+        );
+    }
+    // Documented as refused: the shim refuses them.
+    let refused_at = options
+        .iter()
+        .position(|l| l.trim().starts_with("Refused with exit 64"))
+        .expect("a 'Refused with exit 64' entry");
+    let refused: Vec<&str> = options[refused_at - 1].trim().split(", ").collect();
+    assert_eq!(refused, ["-C", "-X", "-O", "-D", "-d"]);
+    for flag in refused {
+        let (code, err) = run_shim(flag);
+        assert!(
+            code == Some(64) && err.contains("refused"),
+            "man page says {flag} is refused; the shim said ({code:?}): {err}"
+        );
+    }
+
+    // EXIT STATUS = 0 + the one mapping in sendmail-shim/src/error.rs.
+    let documented: Vec<u32> = man_section(&page, "EXIT STATUS")
+        .iter()
+        .filter_map(|l| l.strip_prefix("       "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let source = fs::read_to_string(workspace_root().join("sendmail-shim/src/error.rs"))
+        .expect("read sendmail-shim/src/error.rs");
+    let mut mapped: Vec<u32> = source
+        .lines()
+        .filter_map(|l| l.split("=> ").nth(1))
+        .filter_map(|r| r.trim_end_matches(',').trim().parse().ok())
+        .collect();
+    mapped.insert(0, 0);
+    mapped.sort_unstable();
+    mapped.dedup();
+    assert!(mapped.len() >= 7, "exit codes in error.rs: {mapped:?}");
+    assert_eq!(
+        documented, mapped,
+        "baseos-sendmail(8) EXIT STATUS vs sendmail-shim/src/error.rs"
+    );
+    assert!(
+        !documented.contains(&75),
+        "75 means 'queued' to PHP 8.5: never documented, never used"
+    );
+}
