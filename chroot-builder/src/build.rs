@@ -121,7 +121,11 @@ impl Planner<'_> {
         }
         let mode = self.sanitize(p, md.mode(), false);
         if md.mode() & 0o6000 != 0 && mode & 0o6000 == 0 {
-            // Stripped silently: that is the rule; `check` reports any that slip in later.
+            self.warnings.push(format!(
+                "{}: setuid/setgid stripped (mode {:o} -> {mode:o}; list it in [setuid] allow to keep it)",
+                p.display(),
+                md.mode() & 0o7777
+            ));
         }
         let caps = if md.mode() & 0o111 != 0 {
             crate::sys::get_caps_path(p)
