@@ -445,6 +445,75 @@ fn package_installs_verifies_triggers_and_removes_without_touching_a_loaded_tree
         "systemd-analyze verify: {}",
         text(&o)
     );
+    // The report service's command, run as systemd would but on a scratch log and textfile
+    // folder: the flags are the report's, and the textfile is what node_exporter reads.
+    let report_unit =
+        fs::read_to_string(Path::new(UNIT_DIR).join("exim-policy-report.service")).unwrap();
+    let exec: Vec<&str> = report_unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart in exim-policy-report.service")
+        .split_whitespace()
+        .collect();
+    let collector = "/var/lib/prometheus/node-exporter";
+    for line in [
+        format!("ConditionPathIsDirectory={collector}"),
+        format!("ReadWritePaths={collector}"),
+    ] {
+        assert!(
+            report_unit.lines().any(|l| l == line),
+            "exim-policy-report.service lacks {line}"
+        );
+    }
+    let report_dir = scratch.join("report");
+    fs::create_dir_all(report_dir.join("log")).unwrap();
+    fs::create_dir_all(report_dir.join("textfile")).unwrap();
+    fs::write(
+        report_dir.join("log/mainlog"),
+        "2026-12-03 10:00:00 [100] 1xZ0aa-000001-AB <= alice@example.com H=localhost [127.0.0.1]:40000 \
+         I=[127.0.0.1]:25 U=alice P=esmtp S=500 id=x@y T=\"hi\" for bob@example.com\n\
+         2026-12-03 10:00:01 [100] 1xZ0aa-000001-AB Completed\n",
+    )
+    .unwrap();
+    let args: Vec<String> = exec[1..]
+        .iter()
+        .map(|a| {
+            a.replace(
+                "/var/log/exim4",
+                &report_dir.join("log").display().to_string(),
+            )
+            .replace(
+                collector,
+                &report_dir.join("textfile").display().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        args.iter()
+            .any(|a| a.starts_with(&report_dir.display().to_string())),
+        "ExecStart names neither /var/log/exim4 nor {collector}: {exec:?}"
+    );
+    run(Command::new(exec[0]).args(&args));
+    let prom_name = exec
+        .iter()
+        .find_map(|a| a.strip_prefix(&format!("{collector}/")))
+        .expect("the textfile goes to the collector folder");
+    assert!(
+        prom_name.ends_with(".prom"),
+        "node_exporter reads only *.prom: {prom_name}"
+    );
+    let prom_path = report_dir.join("textfile").join(prom_name);
+    let prom = fs::read_to_string(&prom_path).unwrap();
+    assert!(
+        prom.contains("exim_policy_user_mails{user=\"alice\"} 1"),
+        "{prom}"
+    );
+    assert_eq!(
+        fs::metadata(&prom_path).unwrap().mode() & 0o777,
+        0o644,
+        "node_exporter must read it"
+    );
+
     // The timer is enabled; the tree's unit is not (the master must be built first).
     assert!(Path::new("/etc/systemd/system/timers.target.wants/exim-policy-report.timer").exists());
     assert!(!Path::new("/etc/systemd/system/multi-user.target.wants/baseos-load.service").exists());
