@@ -165,11 +165,17 @@ fn host_list(hosts: &[IpAddr]) -> String {
 }
 
 /// The per-user lookup: ident, then the ident's uid, then `fallback`.
-fn user_lookup(file: &Path, found: &str, fallback: &str) -> String {
+/// With `by_uid` false (no user in the policy is keyed by uid) the uid step, and with it the
+/// `passwd` lookup per message, is left out.
+fn user_lookup(file: &Path, found: &str, fallback: &str, by_uid: bool) -> String {
     let f = file.display();
-    format!(
-        "${{lookup{{$sender_ident}}lsearch{{{f}}}{{{found}}}{{${{lookup{{$acl_m_baseos_uid}}lsearch{{{f}}}{{{found}}}{{{fallback}}}}}}}}}"
-    )
+    if by_uid {
+        format!(
+            "${{lookup{{$sender_ident}}lsearch{{{f}}}{{{found}}}{{${{lookup{{$acl_m_baseos_uid}}lsearch{{{f}}}{{{found}}}{{{fallback}}}}}}}}}"
+        )
+    } else {
+        format!("${{lookup{{$sender_ident}}lsearch{{{f}}}{{{found}}}{{{fallback}}}}}")
+    }
 }
 
 struct AclSet {
@@ -215,17 +221,13 @@ fn ident_guard(out: &mut String, hosts: &str) {
     );
 }
 
-/// `set acl_m_baseos_uid`: the ident's uid (the ident itself when numeric).
+/// The ident's uid (the ident itself when numeric; else Exim's `passwd` lookup, getpwnam).
+const UID_EXPR: &str = r"set acl_m_baseos_uid = ${if match{$sender_ident}{\N^[0-9]+\z\N}{$sender_ident}{${extract{2}{:}{${lookup passwd{$sender_ident}{$value}{}}}}}}";
+
+/// `set acl_m_baseos_uid` as a statement of its own.
 fn set_uid(out: &mut String, hosts: &str) {
     let h = format!("hosts       = {hosts}");
-    statement(
-        out,
-        &[
-            "warn    ",
-            &h,
-            r"set acl_m_baseos_uid = ${if match{$sender_ident}{\N^[0-9]+\z\N}{$sender_ident}{${extract{2}{:}{${lookup passwd{$sender_ident}{$value}{}}}}}}",
-        ],
-    );
+    statement(out, &["warn    ", &h, UID_EXPR]);
 }
 
 fn fix_first(out: &mut String) {
@@ -271,8 +273,14 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         "  # BaseOS: the ident is checked again here, before any lookup or ratelimit key.\n",
     );
     ident_guard(&mut mail, &hosts);
-    set_uid(&mut mail, &hosts);
-    let cond = format!("condition   = {}", user_lookup(&blocked, "yes", "no"));
+    let by_uid = p.users.keys().any(|k| crate::policy::is_uid(k));
+    if by_uid {
+        set_uid(&mut mail, &hosts);
+    }
+    let cond = format!(
+        "condition   = {}",
+        user_lookup(&blocked, "yes", "no", by_uid)
+    );
     statement(
         &mut mail,
         &[
@@ -286,7 +294,7 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
     if p.sender_mode != SenderMode::Off {
         let set = format!(
             "set acl_m_baseos_sd = {}",
-            user_lookup(&senders, "$value", "")
+            user_lookup(&senders, "$value", "", by_uid)
         );
         let (verb, tail): (&str, Vec<String>) = match p.sender_mode {
             SenderMode::Enforce => (
@@ -318,7 +326,8 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         user_lookup(
             &limits,
             "$value",
-            &format!("${{lookup{{*}}lsearch{{{}}}}}", limits.display())
+            &format!("${{lookup{{*}}lsearch{{{}}}}}", limits.display()),
+            by_uid,
         )
     );
     statement(
@@ -414,7 +423,6 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         &["warn    ", &not_h, "remove_header = X-BaseOS-Origin"],
     );
     ident_guard(&mut data, &hosts);
-    set_uid(&mut data, &hosts);
     let m = |n: &str| format!("${{if match{{$rh_X-BaseOS-Origin:}}{{{ORIGIN_RE}}}{{{n}}}{{}}}}");
     let set_ouid = format!("set acl_m_baseos_ouid = {}", m("$1"));
     let set_ouser = format!("set acl_m_baseos_ouser = {}", m("$2"));
@@ -433,6 +441,7 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
             &h,
             "condition   = ${if def:h_X-BaseOS-Origin: {yes}{no}}",
             "set acl_m_baseos_ohdr = yes",
+            UID_EXPR,
             &set_ouid,
             &set_ouser,
             &set_orest,
@@ -872,6 +881,23 @@ pub fn run(args: &RenderArgs) -> Result<i32> {
     let data_dir = data_dir_for(&policy, args.layout, &args.out, args.data_dir.as_deref())?;
     let files = render(&policy, args.layout, &data_dir);
     let changed = write_files(&args.out, &files, args.data_only)?;
+    if args.data_only {
+        let stale: Vec<String> = files
+            .iter()
+            .filter(|f| f.kind != Kind::Data)
+            .filter(|f| {
+                std::fs::read(args.out.join(&f.path)).ok().as_deref() != Some(f.text.as_bytes())
+            })
+            .map(|f| args.out.join(&f.path).display().to_string())
+            .collect();
+        if !stale.is_empty() {
+            eprintln!(
+                "exim-policy: warning: this policy also changes {} (e.g. the first user keyed by uid, or a changed \
+                 action), which --data-only does not write; fix: run render without --data-only and reload Exim",
+                stale.join(", ")
+            );
+        }
+    }
     let mut out = std::io::stdout().lock();
     if changed.is_empty() {
         let _ = writeln!(out, "exim-policy: {} is up to date", args.out.display());

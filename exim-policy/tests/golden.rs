@@ -163,6 +163,20 @@ fn render_cli_rewrites_only_changed_data_files() {
     assert_eq!(std::fs::read(out.join("exim.conf")).unwrap(), conf_before);
     let (_, stdout, _) = run(&[]);
     assert!(stdout.contains("is up to date"), "{stdout}");
+    // The first uid-keyed user changes the ACL too: --data-only says so.
+    std::fs::write(
+        &policy,
+        "[limits]\nmessages = 10\n[users.\"1001\"]\nmessages = 50\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["--data-only"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("exim.conf")
+            && stderr.contains("without --data-only"),
+        "{stderr}"
+    );
     std::fs::write(
         &policy,
         "[limits]\nmessages = 10\nmessages_period = \"1 hour\"\n",

@@ -112,8 +112,12 @@ fn a_is_deferred_at_its_limit_while_b_sends_and_an_override_applies_without_rest
     require_root();
     let a = ThrowawayUser::create("pta");
     let b = ThrowawayUser::create("ptb");
-    let base = "[limits]\nmessages = 3\nmessages_period = \"1d\"\n";
-    let exim = start(base);
+    // B is keyed by uid from the start (that puts the uid lookup into the ACL).
+    let base = format!(
+        "[limits]\nmessages = 3\nmessages_period = \"1d\"\n[users.\"{}\"]\nmessages = 3\n",
+        b.uid
+    );
+    let exim = start(&base);
     let port = exim.port();
 
     for n in 1..=3 {
@@ -149,7 +153,7 @@ fn a_is_deferred_at_its_limit_while_b_sends_and_an_override_applies_without_rest
     let changed = change_policy_live(
         &exim,
         &format!(
-            "{base}[users.{}]\nmessages = 5\n[users.\"{}\"]\nmessages = 4\n",
+            "[limits]\nmessages = 3\nmessages_period = \"1d\"\n[users.{}]\nmessages = 5\n[users.\"{}\"]\nmessages = 4\n",
             a.name, b.uid
         ),
     );
