@@ -639,6 +639,23 @@ target = "/home"
         "the trigger did not sync the loaded tree:\n{out}"
     );
 
+    // An upgrade (here: the same .deb again) brings its shim into a loaded tree: the tree's
+    // /usr/sbin/sendmail, made stale here, is the package's again after `dpkg -i`.
+    let tree_shim = live.join("usr/sbin/sendmail");
+    fs::write(&tree_shim, "#!/bin/sh\necho stale shim\n").unwrap();
+    let o = output(Command::new("dpkg").arg("-i").arg(&deb));
+    assert!(o.status.success(), "dpkg -i again (upgrade): {}", text(&o));
+    assert!(
+        text(&o).contains("configure: rebuilding the BaseOS master and syncing the loaded tree"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        fs::read(&tree_shim).unwrap() == fs::read("/usr/lib/baseos-mail/sendmail").unwrap(),
+        "the upgrade did not bring the package's shim into the loaded tree: {}",
+        text(&o)
+    );
+
     let host_data = HostData::snapshot(&[
         scratch.join("master/VERSION"),
         hostlib.join("libfake.txt"),
