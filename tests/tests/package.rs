@@ -713,6 +713,28 @@ target = "/home"
     assert!(
         !Path::new("/etc/systemd/system/timers.target.wants/exim-policy-report.timer").exists()
     );
+    // Nothing of the units is left in /etc/systemd or deb-systemd-helper's state.
+    for unit in UNITS {
+        let mask = Path::new("/etc/systemd/system").join(unit);
+        assert!(
+            fs::symlink_metadata(&mask).is_err(),
+            "{} left after purge",
+            mask.display()
+        );
+    }
+    let leftovers = run(Command::new("find").args([
+        "/etc/systemd/system",
+        "/var/lib/systemd",
+        "-name",
+        "*exim-policy-report*",
+        "-o",
+        "-name",
+        "*baseos-load*",
+    ]));
+    assert!(
+        leftovers.trim().is_empty(),
+        "left after purge:\n{leftovers}"
+    );
     host_data.assert_intact("after dpkg -P");
     let mounts: Vec<PathBuf> = mount_points()
         .into_iter()
