@@ -6,7 +6,7 @@ packages=(exim4-daemon-heavy exim4-base oidentd swaks php-cli msmtp jailkit file
           passwd util-linux iproute2 coreutils procps
           systemd imagemagick curl python3 perl default-mysql-client postgresql-client zip unzip bzip2
           unrar-free tcsh csh nano vim gawk bc bind9-host bsd-mailx less ncurses-bin time
-          php-symfony-mailer gcc libc6-dev mawk)
+          php-symfony-mailer gcc libc6-dev mawk man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
