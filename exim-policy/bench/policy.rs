@@ -74,6 +74,20 @@ fn plain_conf(paths: &EximPaths) -> String {
     out
 }
 
+/// The policy's ident lookup but none of its ACLs: what the ident lookup alone costs.
+fn ident_only_conf(paths: &EximPaths) -> String {
+    policy_conf(paths)
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("acl_smtp_connect")
+                || l.starts_with("acl_smtp_mail")
+                || l.starts_with("acl_smtp_predata")
+                || l.starts_with("acl_smtp_data"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Client mode: `BENCH_CLIENT="<port> <mails> <threads> <user>"`; prints `LAT <µs> <code>`.
 fn client(spec: &str) {
     let v: Vec<&str> = spec.split_whitespace().collect();
@@ -223,6 +237,7 @@ fn main() {
     let users: Vec<ThrowawayUser> = (0..n_users).map(|_| ThrowawayUser::create("bq")).collect();
     let with_policy = Exim::start_raw(policy_conf);
     let with_tmpfs = Exim::start_raw(policy_conf);
+    let ident_only = Exim::start_raw(ident_only_conf);
     let plain = Exim::start_raw(plain_conf);
     // Exim 4.96 has no hints_directory: the ratelimit database lives in <spool>/db, and
     // Berkeley DB syncs it to disk on every close. The tmpfs variant points <spool>/db at
@@ -248,9 +263,10 @@ fn main() {
         "{:<28} {:>8} {:>10} {:>9} {:>9} {:>9}",
         "config", "mails", "mails/s", "p50 ms", "p95 ms", "failed"
     );
-    let configs: [(&str, &Exim); 3] = [
+    let configs: [(&str, &Exim); 4] = [
         ("policy, hints db on disk", &with_policy),
         ("policy, hints db on tmpfs", &with_tmpfs),
+        ("ident lookup only, no ACL", &ident_only),
         ("plain (no ident, no ACL)", &plain),
     ];
     let mut totals: Vec<(usize, f64, Vec<u128>, usize)> =
@@ -287,8 +303,8 @@ fn main() {
             t.3
         );
     }
-    let q = &totals[2];
-    for (i, (name, _)) in configs.iter().enumerate().take(2) {
+    let q = &totals[3];
+    for (i, (name, _)) in configs.iter().enumerate().take(3) {
         let p = &totals[i];
         println!(
             "{name}: added per connection p50 {:+.2} ms, p95 {:+.2} ms; throughput {:.0}% of plain",
