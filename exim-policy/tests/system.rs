@@ -583,11 +583,13 @@ fn debian_layout_works_split_and_unsplit() {
         .status()
         .unwrap();
     assert!(st.success());
-    let p = Policy::parse(
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy_file,
         "[limits]\nmessages = 2\nmessages_period = \"1d\"\n",
-        Path::new("p.toml"),
     )
     .unwrap();
+    let p = Policy::load(&policy_file).unwrap();
     let data_dir = copy.join("baseos");
     let out = dir.path().join("out");
     let files = render::render(&p, Layout::Debian, &data_dir);
@@ -671,6 +673,23 @@ fn debian_layout_works_split_and_unsplit() {
             &[&spool_macro],
             "evil/count=0",
             "EHLO t\r\nQUIT\r\n",
+        );
+        // The check command against the generated (installed) configuration.
+        let check = Command::new(env!("CARGO_BIN_EXE_exim-policy"))
+            .args(["check", "--policy"])
+            .arg(&policy_file)
+            .arg("--installed-config")
+            .arg(&generated)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "split={split}: check --installed-config:\n{report}"
+        );
+        assert!(
+            report.contains("ok   default limit: 2 messages per 1d accepted"),
+            "{report}"
         );
         assert!(
             out.contains("550 Unacceptable ident"),
