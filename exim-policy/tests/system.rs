@@ -1010,3 +1010,39 @@ fn ipv4_and_ipv6_loopback_share_the_bucket() {
     let s = swaks(&a, port, "v4-over", &[]);
     assert!(refusal(&s).starts_with("451"), "{}", s.transcript);
 }
+
+/// A hand edit of the data file applies to the next connection; a row the ACL cannot
+/// validate defers the user's mail (logged) instead of letting it through unlimited.
+#[test]
+#[ignore = "system: needs root+exim"]
+fn hand_edited_data_file_applies_live_and_bad_rows_fail_closed() {
+    require_root();
+    let a = ThrowawayUser::create("pth");
+    let exim = start("[limits]\nmessages = 1\nmessages_period = \"1d\"\n");
+    let port = exim.port();
+    assert!(swaks(&a, port, "one", &[]).ok);
+    assert!(refusal(&swaks(&a, port, "two", &[])).starts_with("451"));
+    let limits = exim.paths().dir.join("policy/limits");
+    let text = std::fs::read_to_string(&limits).unwrap();
+    std::fs::write(&limits, format!("{text}{}: kind=user msgs=3/1d\n", a.name)).unwrap();
+    let s = swaks(&a, port, "three", &[]);
+    assert!(s.ok, "hand-raised limit not applied: {}", s.transcript);
+    std::fs::write(
+        &limits,
+        format!("{text}{}: kind=user msgs=9/1d/count=0\n", a.name),
+    )
+    .unwrap();
+    let s = swaks(&a, port, "four", &[]);
+    let r = refusal(&s);
+    assert!(
+        r.starts_with("451") && r.contains("policy data"),
+        "bad row: {}",
+        s.transcript
+    );
+    assert!(
+        exim.mainlog()
+            .contains(&format!("BASEOS-BADDATA U={}", a.name)),
+        "{}",
+        exim.mainlog()
+    );
+}
