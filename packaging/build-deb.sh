@@ -35,6 +35,34 @@ awk -v shim="$shim_line" -v etc="$etc_line" '
   { print }' "$src" > "$assets/baseos.toml.new"
 mv "$assets/baseos.toml.new" "$assets/baseos.toml"
 
+# The report units are exim-policy's examples (owned by exim-policy), installed by the package:
+# the binary is /usr/sbin/exim-policy, not /usr/local/bin; the service is skipped while
+# node_exporter's collector folder does not exist (the package enables the timer on every host,
+# and ReadWritePaths= on a missing folder fails the unit every minute).
+units=$assets/systemd
+mkdir -p "$units"
+for unit in exim-policy-report.service exim-policy-report.timer; do
+  src=exim-policy/examples/$unit
+  [ -f "$src" ] || { echo "error: $src is missing: packaging needs the report units" >&2; exit 1; }
+  { echo "# Installed by the baseos-mail package from $src (see packaging/build-deb.sh)."
+    grep -v -e '^# Install: copy' -e '^#   systemctl daemon-reload' -e '^# Runs exim-policy-report.service every minute (see that file' "$src"
+  } | sed -e 's|/usr/local/bin/exim-policy|/usr/sbin/exim-policy|g' > "$units/$unit.new"
+  mv "$units/$unit.new" "$units/$unit"
+done
+service=$units/exim-policy-report.service
+if ! grep -q '^ExecStart=/usr/sbin/exim-policy report ' "$service"; then
+  echo "error: $service: ExecStart is not '/usr/sbin/exim-policy report ...' after the path edit: update packaging/build-deb.sh" >&2
+  exit 1
+fi
+collector=$(sed -n 's|^ReadWritePaths=||p' "$service")
+if [ -z "$collector" ]; then
+  echo "error: $service has no ReadWritePaths= (the collector folder): update packaging/build-deb.sh" >&2
+  exit 1
+fi
+if ! grep -q '^ConditionPathIsDirectory=' "$service"; then
+  sed -i "s|^\[Unit\]\$|[Unit]\nConditionPathIsDirectory=$collector|" "$service"
+fi
+
 out=target/debian
 mkdir -p "$out"
 rm -f "$out"/baseos-mail_*.deb

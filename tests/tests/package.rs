@@ -465,21 +465,25 @@ fn package_installs_verifies_triggers_and_removes_without_touching_a_loaded_tree
     let report_dir = scratch.join("report");
     fs::create_dir_all(report_dir.join("log")).unwrap();
     fs::create_dir_all(report_dir.join("textfile")).unwrap();
+    // One mail, logged now (the unit may count only a recent window, e.g. --since 1h).
+    let now = run(Command::new("date").arg("+%Y-%m-%d %H:%M:%S"));
+    let now = now.trim();
     fs::write(
         report_dir.join("log/mainlog"),
-        "2026-12-03 10:00:00 [100] 1xZ0aa-000001-AB <= alice@example.com H=localhost [127.0.0.1]:40000 \
-         I=[127.0.0.1]:25 U=alice P=esmtp S=500 id=x@y T=\"hi\" for bob@example.com\n\
-         2026-12-03 10:00:01 [100] 1xZ0aa-000001-AB Completed\n",
+        format!(
+            "{now} [100] 1xZ0aa-000001-AB <= alice@example.com H=localhost [127.0.0.1]:40000 \
+             I=[127.0.0.1]:25 U=alice P=esmtp S=500 id=x@y T=\"hi\" for bob@example.com\n\
+             {now} [100] 1xZ0aa-000001-AB Completed\n"
+        ),
     )
     .unwrap();
-    let args: Vec<String> = exec[1..]
+    // The unit's arguments with the log folder (given, or the default /var/log/exim4) and the
+    // collector folder moved to scratch.
+    let scratch_log = report_dir.join("log").display().to_string();
+    let mut args: Vec<String> = exec[1..]
         .iter()
         .map(|a| {
-            a.replace(
-                "/var/log/exim4",
-                &report_dir.join("log").display().to_string(),
-            )
-            .replace(
+            a.replace("/var/log/exim4", &scratch_log).replace(
                 collector,
                 &report_dir.join("textfile").display().to_string(),
             )
@@ -487,9 +491,15 @@ fn package_installs_verifies_triggers_and_removes_without_touching_a_loaded_tree
         .collect();
     assert!(
         args.iter()
-            .any(|a| a.starts_with(&report_dir.display().to_string())),
-        "ExecStart names neither /var/log/exim4 nor {collector}: {exec:?}"
+            .any(|a| a.starts_with(&report_dir.join("textfile").display().to_string())),
+        "ExecStart does not write into {collector}: {exec:?}"
     );
+    if !args
+        .iter()
+        .any(|a| a == "--log-dir" || a.starts_with("--log-dir="))
+    {
+        args.extend(["--log-dir".to_string(), scratch_log.clone()]);
+    }
     run(Command::new(exec[0]).args(&args));
     let prom_name = exec
         .iter()
