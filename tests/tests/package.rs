@@ -30,11 +30,13 @@ const UNITS: [&str; 3] = [
 ];
 const DROPIN: &str = "/usr/lib/systemd/system/oidentd.service.d/baseos-mail.conf";
 /// Files the package owns outside /etc: all gone after `dpkg -r`.
-const PROGRAM_FILES: [&str; 5] = [
+const PROGRAM_FILES: [&str; 7] = [
     "/usr/sbin/chroot-builder",
     "/usr/sbin/exim-policy",
     "/usr/lib/baseos-mail/sendmail",
     "/usr/share/man/man8/baseos-sendmail.8.gz",
+    "/usr/share/doc/baseos-mail/README.md",
+    "/usr/share/doc/baseos-mail/INSTALL.md",
     DROPIN,
 ];
 
@@ -280,6 +282,10 @@ fn package_installs_verifies_triggers_and_removes_without_touching_a_loaded_tree
     for f in CONFFILES {
         let md = fs::metadata(f).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!((md.uid(), md.mode() & 0o7777), (0, 0o644), "{f} owner/mode");
+    }
+
+    for f in PROGRAM_FILES {
+        assert!(Path::new(f).is_file(), "{f} not installed");
     }
 
     // The binaries run, and they are the ones scripts/build.sh just built (not a stale .deb).
