@@ -251,7 +251,19 @@ fn open_src(src: &Src, src_root: Option<&OwnedFd>) -> io::Result<Box<dyn Read>> 
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| ctx(p, io_err(e)))?;
+            .map_err(|e| {
+                if e == rustix::io::Errno::NOENT {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "{}: vanished from the host during the build (a package upgrade running?); run build again",
+                            p.display()
+                        ),
+                    )
+                } else {
+                    ctx(p, io_err(e))
+                }
+            })?;
             Box::new(std::fs::File::from(fd))
         }
         Src::Tree(rel) => {

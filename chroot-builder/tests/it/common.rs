@@ -178,8 +178,11 @@ pub(crate) fn full() -> &'static Trees {
     static FULL: OnceLock<Trees> = OnceLock::new();
     FULL.get_or_init(|| {
         baseos_tests::require_root();
+        // The fixture lives as long as the process (statics are never dropped): remove the
+        // ones of test processes that are gone, so runs do not pile up 500 MB each.
+        remove_stale_full();
         let t = Trees {
-            dir: scratch("full"),
+            dir: scratch(&format!("full-{}", std::process::id())),
             manifest: shipped_manifest(),
         };
         let shim = shim();
@@ -191,6 +194,29 @@ pub(crate) fn full() -> &'static Trees {
         assert!(o.status.success(), "build failed: {}", text(&o));
         t
     })
+}
+
+fn remove_stale_full() {
+    let base = scratch("probe");
+    let Some(parent) = base.path().parent().map(Path::to_path_buf) else {
+        return;
+    };
+    drop(base);
+    let Ok(rd) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("full-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A small manifest (fast) whose memory tier holds `extra` host paths.
