@@ -8,7 +8,7 @@
 //! generations, oldest first, and counted as `evicted`.
 
 use super::parse::{parse_line, Arrival, Event, MsgId, Origin, Reason};
-use super::stamp::Stamp;
+use super::stamp::{stamp_value, Stamp};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -24,15 +24,11 @@ impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(a));
+            self.write_u64(word(c));
         }
         let r = chunks.remainder();
         if !r.is_empty() {
-            let mut a = [0u8; 8];
-            a[..r.len()].copy_from_slice(r);
-            self.write_u64(u64::from_le_bytes(a) ^ ((r.len() as u64) << 59));
+            self.write_u64(word(r) ^ ((r.len() as u64) << 59));
         }
     }
     #[inline]
@@ -52,6 +48,124 @@ impl Hasher for FastHasher {
 
 /// HashMap with [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Up to 8 bytes as a little-endian word (no `memcpy` call for the short tail).
+#[inline]
+fn word(x: &[u8]) -> u64 {
+    if let Ok(a) = <[u8; 8]>::try_from(x) {
+        return u64::from_le_bytes(a);
+    }
+    let mut w = 0u64;
+    for (i, &c) in x.iter().enumerate().take(8) {
+        w |= u64::from(c) << (8 * i);
+    }
+    w
+}
+
+/// Byte equality without a call to `memcmp` (names here are short).
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut ca, mut cb) = (a.chunks(8), b.chunks(8));
+    loop {
+        match (ca.next(), cb.next()) {
+            (Some(x), Some(y)) if word(x) == word(y) => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[inline]
+fn name_hash(name: &[u8]) -> u64 {
+    let mut h = FastHasher(name.len() as u64);
+    h.write(name);
+    h.finish()
+}
+
+/// Distinct names (users, scripts) numbered in order of appearance. Looked up by a 64-bit
+/// hash, then compared word by word; a name whose hash another name already has goes to a
+/// plain map, so a collision costs time, never correctness.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    by_hash: FastMap<u64, u32>,
+    collided: HashMap<Box<[u8]>, u32>,
+    names: Vec<Box<[u8]>>,
+}
+
+impl Names {
+    /// The number of `name`, and whether it is new.
+    #[inline]
+    pub fn intern(&mut self, name: &[u8]) -> (u32, bool) {
+        let h = name_hash(name);
+        match self.by_hash.get(&h) {
+            Some(&i) if bytes_eq(&self.names[i as usize], name) => (i, false),
+            Some(_) => {
+                if let Some(&i) = self.collided.get(name) {
+                    return (i, false);
+                }
+                let i = self.names.len() as u32;
+                self.names.push(name.into());
+                self.collided.insert(name.into(), i);
+                (i, true)
+            }
+            None => {
+                let i = self.names.len() as u32;
+                self.names.push(name.into());
+                self.by_hash.insert(h, i);
+                (i, true)
+            }
+        }
+    }
+
+    /// The name numbered `i`.
+    pub fn name(&self, i: usize) -> &[u8] {
+        &self.names[i]
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Mails per script of one user.
+#[derive(Clone, Debug, Default)]
+pub struct Scripts {
+    names: Names,
+    counts: Vec<u64>,
+}
+
+impl Scripts {
+    #[inline]
+    fn add(&mut self, script: &[u8], n: u64) {
+        let (i, new) = self.names.intern(script);
+        if new {
+            self.counts.push(0);
+        }
+        self.counts[i as usize] += n;
+    }
+
+    /// Each script and its count.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (self.names.name(i), *n))
+    }
+
+    /// Whether no script was counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
 
 /// The time window of the report: `since` inclusive, `until` exclusive.
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,7 +206,7 @@ pub struct UserStats {
     /// See `first`.
     pub last: Stamp,
     /// Mails per sending script (from the policy's origin line).
-    pub scripts: FastMap<Box<[u8]>, u64>,
+    pub scripts: Scripts,
 }
 
 impl UserStats {
@@ -139,8 +253,8 @@ impl UserStats {
         if o.last != 0 {
             self.seen(o.last);
         }
-        for (k, v) in o.scripts {
-            *self.scripts.entry(k).or_default() += v;
+        for (k, v) in o.scripts.iter() {
+            self.scripts.add(k, v);
         }
     }
 }
@@ -261,17 +375,19 @@ impl JoinTable {
 pub struct Aggregate {
     window: Window,
     cap: usize,
-    index: FastMap<Box<[u8]>, u32>,
+    index: Names,
     users: Vec<(Box<[u8]>, UserStats)>,
     last_user: u32,
     open: JoinTable,
     unresolved: FastMap<MsgId, Pending>,
     /// Counts that belong to no user.
     pub totals: Totals,
-    /// Stamp of the first and last timestamped line (0 = none).
+    /// Stamp of the first timestamped line (0 = none).
     pub first_line: Stamp,
-    /// See `first_line`.
-    pub last_line: Stamp,
+    /// Stamp of the last line: see [`Aggregate::last_stamp`].
+    last_line: Stamp,
+    /// The timestamp text of the last timestamped line, parsed only when asked for.
+    last_raw: [u8; 19],
     /// The first unparseable lines.
     pub samples: Vec<Sample>,
 }
@@ -282,7 +398,7 @@ impl Aggregate {
         Aggregate {
             window,
             cap: cap.max(2),
-            index: FastMap::default(),
+            index: Names::default(),
             users: Vec::new(),
             last_user: 0,
             open: JoinTable::default(),
@@ -290,6 +406,7 @@ impl Aggregate {
             totals: Totals::default(),
             first_line: 0,
             last_line: 0,
+            last_raw: [0; 19],
             samples: Vec::new(),
         }
     }
@@ -298,19 +415,14 @@ impl Aggregate {
     fn user(&mut self, name: &[u8]) -> u32 {
         // The origin line and the arrival of a message name the same user, one after the other.
         if let Some((n, _)) = self.users.get(self.last_user as usize) {
-            if **n == *name {
+            if bytes_eq(n, name) {
                 return self.last_user;
             }
         }
-        let i = match self.index.get(name) {
-            Some(&i) => i,
-            None => {
-                let i = self.users.len() as u32;
-                self.index.insert(name.into(), i);
-                self.users.push((name.into(), UserStats::default()));
-                i
-            }
-        };
+        let (i, new) = self.index.intern(name);
+        if new {
+            self.users.push((name.into(), UserStats::default()));
+        }
         self.last_user = i;
         i
     }
@@ -329,22 +441,38 @@ impl Aggregate {
     #[inline]
     pub fn line(&mut self, line: &[u8]) -> bool {
         self.totals.lines += 1;
-        let (stamp, event) = parse_line(line);
-        let Some(stamp) = stamp else {
-            if event == Event::Continuation {
+        let (stamped, event) = parse_line(line);
+        if !stamped {
+            if matches!(event, Event::Continuation) {
                 self.totals.continuations += 1;
                 return true;
             }
             self.totals.unparseable += 1;
             return false;
-        };
+        }
         if self.first_line == 0 {
-            self.first_line = stamp;
+            self.first_line = stamp_value(line).unwrap_or(0);
         }
-        if stamp > self.last_line {
-            self.last_line = stamp;
+        if let Some(raw) = line.first_chunk::<19>() {
+            self.last_raw = *raw;
         }
-        let inside = self.window.contains(stamp);
+        let needs_stamp = match event {
+            Event::Other => return true,
+            // Without a window the time of these lines does not matter.
+            Event::Delivery(_) | Event::Defer(_) | Event::Bounce(_) | Event::Completed(_) => {
+                self.window.since.is_some() || self.window.until.is_some()
+            }
+            _ => true,
+        };
+        let (stamp, inside) = if needs_stamp {
+            let Some(stamp) = stamp_value(line) else {
+                self.totals.unparseable += 1;
+                return false;
+            };
+            (stamp, self.window.contains(stamp))
+        } else {
+            (0, true)
+        };
         match event {
             Event::Arrival(a) => self.arrival(stamp, inside, a),
             Event::Delivery(id) => self.final_line(id, false, inside),
@@ -385,13 +513,7 @@ impl Aggregate {
             Event::Origin(Origin { user, script }) => {
                 if inside {
                     let i = self.user(user) as usize;
-                    let scripts = &mut self.users[i].1.scripts;
-                    match scripts.get_mut(script) {
-                        Some(n) => *n += 1,
-                        None => {
-                            scripts.insert(script.into(), 1);
-                        }
-                    }
+                    self.users[i].1.scripts.add(script, 1);
                 }
             }
             Event::Logged { user, reason } => {
@@ -481,6 +603,7 @@ impl Aggregate {
     /// Appends `later`, the aggregate of the log that follows this one: its users are merged by
     /// name, and its events for messages that arrived here are given to their users.
     pub fn merge(&mut self, later: Aggregate) {
+        let later_last = later.last_stamp();
         let mut remap = Vec::with_capacity(later.users.len());
         for (name, st) in later.users {
             let i = self.user(&name);
@@ -515,12 +638,20 @@ impl Aggregate {
         if self.first_line == 0 || (later.first_line != 0 && later.first_line < self.first_line) {
             self.first_line = later.first_line;
         }
-        self.last_line = self.last_line.max(later.last_line);
+        self.last_line = self.last_stamp().max(later_last);
+        if later.last_raw[0] != 0 {
+            self.last_raw = later.last_raw;
+        }
         for s in later.samples {
             if self.samples.len() < MAX_SAMPLES {
                 self.samples.push(s);
             }
         }
+    }
+
+    /// Stamp of the last timestamped line read (0 = none).
+    pub fn last_stamp(&self) -> Stamp {
+        self.last_line.max(stamp_value(&self.last_raw).unwrap_or(0))
     }
 
     /// The users and their counts.
@@ -602,6 +733,23 @@ mod tests {
         );
         assert_eq!(first.open_messages(), 0);
         assert_eq!(first.totals().unattributed_bounces, 1);
+    }
+
+    #[test]
+    fn names_survive_hash_collisions() {
+        let mut n = Names::default();
+        assert_eq!(n.intern(b"alice"), (0, true));
+        assert_eq!(n.intern(b"bob-with-a-long-name"), (1, true));
+        assert_eq!(n.intern(b"alice"), (0, false));
+        // Force a collision: another name under alice's hash.
+        let h = name_hash(b"alice");
+        n.by_hash.insert(name_hash(b"carol"), 0);
+        assert_eq!(n.intern(b"carol"), (2, true), "same hash, different name");
+        assert_eq!(n.intern(b"carol"), (2, false));
+        assert_eq!(n.by_hash.get(&h), Some(&0));
+        assert!(bytes_eq(b"0123456789abcdefX", b"0123456789abcdefX"));
+        assert!(!bytes_eq(b"0123456789abcdefX", b"0123456789abcdefY"));
+        assert!(!bytes_eq(b"abc", b"abcd"));
     }
 
     #[test]

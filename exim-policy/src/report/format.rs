@@ -120,7 +120,7 @@ fn row(name: &[u8], s: &UserStats, scripts: usize) -> Row {
             } else {
                 String::from_utf8_lossy(&unescape(k)).into_owned()
             };
-            (name, *v)
+            (name, v)
         })
         .collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -177,7 +177,7 @@ impl Summary {
         Summary {
             files,
             log_first: agg.first_line,
-            log_last: agg.last_line,
+            log_last: agg.last_stamp(),
             window,
             totals: agg.totals(),
             open_messages: agg.open_messages(),

@@ -9,49 +9,57 @@
 //! the ident. The ident of an arrival is the first `U=` field between the sender and `P=`, which
 //! is where Exim writes it (after the host information, before the protocol).
 
-use super::stamp::{parse_line_stamp, Stamp};
+use super::stamp::stamp_shape;
 use memchr::{memchr, memchr2, memmem};
 use std::hash::{Hash, Hasher};
 
 /// Longest Exim message id: 23 characters since 4.97 (`6-11-4`), 16 before (`6-6-2`).
 pub const ID_MAX: usize = 23;
 
-/// An Exim message id, stored inline (zero-padded).
+/// An Exim message id, stored inline as three words (zero-padded): compared and hashed without
+/// a call to `memcmp`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct MsgId([u8; ID_MAX]);
+pub struct MsgId([u64; 3]);
 
 impl MsgId {
     /// The id from its text; `None` unless it has the shape of an Exim id.
+    #[inline]
     pub fn from_bytes(b: &[u8]) -> Option<MsgId> {
         let ok = match b.len() {
             16 => b[6] == b'-' && b[13] == b'-',
             23 => b[6] == b'-' && b[18] == b'-',
             _ => false,
         };
-        if !ok || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-') {
+        // The dashes and the space after the id are checked by the caller; its letters are not
+        // (a per-character check costs more than the rest of a delivery line).
+        if !ok || !b[0].is_ascii_alphanumeric() {
             return None;
         }
-        let mut id = [0u8; ID_MAX];
-        id[..b.len()].copy_from_slice(b);
-        Some(MsgId(id))
+        let w = |x: &[u8]| {
+            let mut v = 0u64;
+            for (i, &c) in x.iter().enumerate().take(8) {
+                v |= u64::from(c) << (8 * i);
+            }
+            v
+        };
+        let (a, rest) = b.split_at(8);
+        let (m, tail) = rest.split_at(8);
+        Some(MsgId([w(a), w(m), w(tail)]))
     }
 
     /// The id's text.
-    pub fn as_bytes(&self) -> &[u8] {
-        let n = memchr(0, &self.0).unwrap_or(ID_MAX);
-        &self.0[..n]
+    pub fn as_bytes(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = self.0.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let n = memchr(0, &v).unwrap_or(ID_MAX);
+        v.truncate(n);
+        v
     }
 }
 
 impl Hash for MsgId {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let w = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&self.0[i..i + 8]);
-            u64::from_le_bytes(a)
-        };
-        state.write_u64(w(0) ^ w(8).rotate_left(21) ^ w(15).rotate_left(43));
+        state.write_u64(self.0[0] ^ self.0[1].rotate_left(21) ^ self.0[2].rotate_left(43));
     }
 }
 
@@ -191,23 +199,26 @@ pub const POLICY_MARKER: &[u8] = b"BASEOS-";
 
 /// Parses a line (without its newline).
 #[inline]
-pub fn parse_line(line: &[u8]) -> (Option<Stamp>, Event<'_>) {
-    let Some((stamp, mut i)) = parse_line_stamp(line) else {
+///
+/// The first value says whether the line starts with a timestamp's shape; its digits are read
+/// by [`super::stamp::stamp_value`] only for the lines that matter (not for `Other`).
+pub fn parse_line(line: &[u8]) -> (bool, Event<'_>) {
+    let Some(mut i) = stamp_shape(line) else {
         let ev = match line.first() {
             Some(b' ' | b'\t') => Event::Continuation,
             _ => Event::Unparseable,
         };
-        return (None, ev);
+        return (false, ev);
     };
     // `[pid] ` (+pid).
     if line.get(i) == Some(&b'[') {
         match memchr(b']', &line[i..]) {
             Some(n) if line.get(i + n + 1) == Some(&b' ') => i += n + 2,
-            _ => return (Some(stamp), Event::Unparseable),
+            _ => return (true, Event::Unparseable),
         }
     }
     let rest = &line[i..];
-    (Some(stamp), parse_text(rest))
+    (true, parse_text(rest))
 }
 
 #[inline]
@@ -400,7 +411,18 @@ fn parse_arrival(id: MsgId, t: &[u8]) -> Event<'_> {
             },
             (b'f', b'o') if field == b"for" => {
                 // Exim qualifies every recipient: a word without `@` here is the start of
-                // another entry glued to a truncated line.
+                // another entry glued to a truncated line. Without quotes the words are split by
+                // single spaces and hold one `@` each: count both in one pass.
+                let rest = f.rest();
+                if memchr(b'"', rest).is_none() {
+                    let words = memchr::memchr_iter(b' ', rest).count() + 1;
+                    let ats = memchr::memchr_iter(b'@', rest).count();
+                    if rest.is_empty() || words != ats {
+                        return Event::Unparseable;
+                    }
+                    rcpts = Some(words as u32);
+                    break;
+                }
                 let mut n = 0u32;
                 while let Some(r) = f.next_field() {
                     match r {
@@ -669,7 +691,7 @@ mod tests {
             ev(&format!("2026-12-03 13:03:24 {long} Completed QT=1s")),
             Event::Completed(id(long))
         );
-        assert_eq!(id(long).as_bytes(), long.as_bytes());
+        assert_eq!(id(long).as_bytes(), long.as_bytes().to_vec());
         assert_eq!(
             ev("2026-12-03 13:03:24 1xZ6T6-00064g-31 Message is frozen"),
             Event::Other

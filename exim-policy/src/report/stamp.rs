@@ -17,10 +17,11 @@ fn d2(b: &[u8], i: usize) -> Option<u64> {
     (x < 10 && y < 10).then(|| u64::from(x) * 10 + u64::from(y))
 }
 
-/// Parses the timestamp at the start of a log line. Returns the stamp and the offset of the
-/// text that follows it (after `.mmm`, ` +HHMM` and the separating space).
+/// If the line starts with a timestamp's shape (`YYYY-MM-DD HH:MM:SS`, optional `.mmm` and
+/// ` +HHMM`, then a space), the offset of the text after it. Only the separators are checked:
+/// [`stamp_value`] reads the digits, for the lines that need them.
 #[inline]
-pub fn parse_line_stamp(b: &[u8]) -> Option<(Stamp, usize)> {
+pub fn stamp_shape(b: &[u8]) -> Option<usize> {
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
@@ -30,14 +31,8 @@ pub fn parse_line_stamp(b: &[u8]) -> Option<(Stamp, usize)> {
     {
         return None;
     }
-    let year = d2(b, 0)? * 100 + d2(b, 2)?;
-    let (mo, dd, hh, mi, ss) = (d2(b, 5)?, d2(b, 8)?, d2(b, 11)?, d2(b, 14)?, d2(b, 17)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&dd) || hh > 23 || mi > 59 || ss > 60 {
-        return None;
-    }
-    let stamp = ((((year * 100 + mo) * 100 + dd) * 100 + hh) * 100 + mi) * 100 + ss;
     let mut i = 19;
-    if b.get(i) == Some(&b'.') {
+    if b[i] == b'.' {
         i += 1;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
@@ -54,7 +49,29 @@ pub fn parse_line_stamp(b: &[u8]) -> Option<(Stamp, usize)> {
     if b.get(i) != Some(&b' ') {
         return None;
     }
-    Some((stamp, i + 1))
+    Some(i + 1)
+}
+
+/// The stamp of a line that has a timestamp's shape; `None` if the digits are not a time.
+#[inline]
+pub fn stamp_value(b: &[u8]) -> Option<Stamp> {
+    if b.len() < 19 {
+        return None;
+    }
+    let year = d2(b, 0)? * 100 + d2(b, 2)?;
+    let (mo, dd, hh, mi, ss) = (d2(b, 5)?, d2(b, 8)?, d2(b, 11)?, d2(b, 14)?, d2(b, 17)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&dd) || hh > 23 || mi > 59 || ss > 60 {
+        return None;
+    }
+    Some(((((year * 100 + mo) * 100 + dd) * 100 + hh) * 100 + mi) * 100 + ss)
+}
+
+/// Parses the timestamp at the start of a log line. Returns the stamp and the offset of the
+/// text that follows it (after `.mmm`, ` +HHMM` and the separating space).
+#[inline]
+pub fn parse_line_stamp(b: &[u8]) -> Option<(Stamp, usize)> {
+    let i = stamp_shape(b)?;
+    Some((stamp_value(b)?, i))
 }
 
 /// The stamp as Exim writes it: `YYYY-MM-DD HH:MM:SS`.
