@@ -451,13 +451,17 @@ impl Policy {
         let cx = Ctx { path, text };
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
+            let msg = e.message().trim().replace('\n', " ");
             let fix = if msg.contains("unknown field") {
                 "; fix: remove or rename the key (see examples/policy.toml for every key)"
             } else if msg.contains("unknown variant") {
                 "; fix: use one of the listed values"
+            } else if msg.contains("duplicate key") {
+                "; fix: keep only one of the two"
+            } else if msg.contains("invalid type") {
+                "; fix: write the value as examples/policy.toml shows (numbers bare, text and periods in quotes, lists in [ ])"
             } else {
-                ""
+                "; fix: correct the TOML syntax on that line"
             };
             Error::Policy {
                 path: path.to_path_buf(),
@@ -764,6 +768,21 @@ mod tests {
         assert!(e.contains("nonsense"), "{e}");
         let e = err("[origin]\nforged = \"drop\"\n");
         assert!(e.contains("line 2") && e.contains("drop"), "{e}");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_are_one_line_with_a_fix() {
+        for bad in [
+            "[limits",
+            "[limits]\nmessages = 5\nmessages = 6\n",
+            "[limits]\nmessages = \"ten\"\n",
+        ] {
+            let e = err(bad);
+            assert!(
+                e.contains("line ") && e.contains("fix:") && !e.contains('\n'),
+                "{e}"
+            );
+        }
     }
 
     #[test]
