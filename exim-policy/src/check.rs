@@ -89,26 +89,7 @@ impl BhSession {
     /// Reads one SMTP reply (all its lines); other output of -bh (`****` lines) is skipped.
     /// Returns "" at end of output.
     fn reply(&mut self) -> String {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            match self.stdout.read_line(&mut line) {
-                Ok(0) | Err(_) => return text,
-                Ok(_) => {}
-            }
-            let l = line.trim_end();
-            let b = l.as_bytes();
-            if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(if b.len() > 4 { &l[4..] } else { "" });
-            if b.get(3) != Some(&b'-') {
-                return format!("{} {}", &l[..3], text);
-            }
-        }
+        read_reply(&mut self.stdout)
     }
 
     fn cmd(&mut self, line: &str) -> String {
@@ -127,6 +108,43 @@ impl BhSession {
         let _ = self.stdin.write_all(b"QUIT\r\n");
         drop(self.stdin);
         let _ = self.child.wait();
+    }
+}
+
+/// Reads one SMTP reply from `exim -bh` output: `"<code> <text lines joined by spaces>"`.
+/// Lines that are not part of a reply (the `****` banner of -bh) are skipped; "" at end of
+/// output (an incomplete reply keeps its code).
+fn read_reply(r: &mut impl BufRead) -> String {
+    let mut code = String::new();
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                return if code.is_empty() {
+                    String::new()
+                } else {
+                    format!("{code} {text}")
+                }
+            }
+            Ok(_) => {}
+        }
+        let l = line.trim_end();
+        let b = l.as_bytes();
+        if b.len() < 3
+            || !b[..3].iter().all(u8::is_ascii_digit)
+            || !matches!(b.get(3), None | Some(b' ' | b'-'))
+        {
+            continue;
+        }
+        code = l[..3].to_string();
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(l.get(4..).unwrap_or(""));
+        if b.get(3) != Some(&b'-') {
+            return format!("{code} {text}");
+        }
     }
 }
 
@@ -645,4 +663,38 @@ pub fn run(args: &CheckArgs) -> Result<i32> {
     }
     println!("all {} checks passed", findings.len());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_across_bh_noise_and_continuations() {
+        let out = "\r\n**** SMTP testing session as if from host 127.0.0.1\r\n**** This is not for real!\r\n\r\n\
+                   220 test.example ESMTP Exim 4.96\r\n250-test.example Hello\r\n250-SIZE 52428800\r\n250 HELP\r\n\
+                   451-Message limit reached for local user carol:\r\n451 at most 3 messages per 1h; try again later\r\n\
+                   2500 not a reply\r\n550-cut";
+        let mut r = std::io::Cursor::new(out.as_bytes());
+        assert_eq!(read_reply(&mut r), "220 test.example ESMTP Exim 4.96");
+        assert_eq!(
+            read_reply(&mut r),
+            "250 test.example Hello SIZE 52428800 HELP"
+        );
+        let limit = read_reply(&mut r);
+        assert_eq!(
+            limit,
+            "451 Message limit reached for local user carol: at most 3 messages per 1h; try again later"
+        );
+        assert_eq!(code(&limit), 451);
+        assert_eq!(read_reply(&mut r), "550 cut");
+        assert_eq!(read_reply(&mut r), "");
+        assert_eq!(code(""), 0);
+    }
+
+    #[test]
+    fn multibyte_text_does_not_panic() {
+        let mut r = std::io::Cursor::new("250é\r\n250 ok é\r\n".as_bytes());
+        assert_eq!(read_reply(&mut r), "250 ok é");
+    }
 }
