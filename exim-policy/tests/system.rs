@@ -696,6 +696,18 @@ fn debian_layout_works_split_and_unsplit() {
             "split={split}: {out}"
         );
     }
+    // A stale install (the data file of limits lost) is caught by check: exit 1, FAIL lines.
+    std::fs::remove_file(data_dir.join("limits")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_exim-policy"))
+        .args(["check", "--policy"])
+        .arg(&policy_file)
+        .arg("--installed-config")
+        .arg(dir.path().join("exim4-false.conf"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAIL default limit"), "{report}");
     // The real system files were not touched.
     assert!(!Path::new("/etc/exim4/baseos").exists());
 }
