@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod check;
+pub mod docs;
 pub mod elf;
 pub mod error;
 pub mod glob;

@@ -7,7 +7,7 @@
 //! wrong state, 71 mount failed, 74 I/O, 77 unsafe path, 78 bad manifest; `exec` returns the
 //! command's status.
 use chroot_builder::{check, manifest, ops, Error};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -87,6 +87,13 @@ enum Command {
         #[arg(long, default_value = "/etc/mysql/mariadb.conf.d/50-server.cnf")]
         mycnf: PathBuf,
     },
+    /// Write man pages (man8/) and bash/zsh/fish completions (completions/) into a folder.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
@@ -143,6 +150,10 @@ fn run(cli: Cli) -> Result<i32, Error> {
             return Ok(status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        Command::GenerateDocs { out } => {
+            chroot_builder::docs::generate(Cli::command(), &out)?;
+            format!("wrote man pages and completions to {}\n", out.display())
         }
         Command::MysqlSocket { mycnf } => {
             let socket = manifest::load(&cli.manifest).map_or_else(
