@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod docs;
 pub mod error;
 pub mod policy;
 pub mod render;

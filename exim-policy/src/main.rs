@@ -1,5 +1,5 @@
 //! `exim-policy`: argv in, exit code out. The work is in the library.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +20,13 @@ enum Command {
     Check(exim_policy::check::CheckArgs),
     /// Per-user mail counts from Exim main logs (plain and gzip-rotated).
     Report(exim_policy::report::ReportArgs),
+    /// Write man pages (man8/) and bash/zsh/fish completions (completions/) into a folder.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output folder.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -28,6 +35,9 @@ fn main() {
         Command::Render(args) => exim_policy::render::run(&args),
         Command::Check(args) => exim_policy::check::run(&args),
         Command::Report(args) => exim_policy::report::run(&args),
+        Command::GenerateDocs { out } => {
+            exim_policy::docs::generate(Cli::command(), &out).map(|()| 0)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),
