@@ -63,6 +63,17 @@ if ! grep -q '^ConditionPathIsDirectory=' "$service"; then
   sed -i "s|^\[Unit\]\$|[Unit]\nConditionPathIsDirectory=$collector|" "$service"
 fi
 
+# Man pages and completions of the admin tools, generated from their clap definitions by the
+# binaries just built, so they always match --help.
+docs=$assets/docs
+rm -rf "$docs"
+for tool in chroot-builder exim-policy; do
+  "target/x86_64-unknown-linux-gnu/release/$tool" generate-docs --out "$docs" >&2
+  # bash-completion loads completions/<command>, without a suffix.
+  mkdir -p "$docs/bash"
+  mv "$docs/completions/$tool.bash" "$docs/bash/$tool"
+done
+
 out=target/debian
 mkdir -p "$out"
 rm -f "$out"/baseos-mail_*.deb

@@ -30,11 +30,17 @@ const UNITS: [&str; 3] = [
 ];
 const DROPIN: &str = "/usr/lib/systemd/system/oidentd.service.d/baseos-mail.conf";
 /// Files the package owns outside /etc: all gone after `dpkg -r`.
-const PROGRAM_FILES: [&str; 7] = [
+const PROGRAM_FILES: [&str; 13] = [
     "/usr/sbin/chroot-builder",
     "/usr/sbin/exim-policy",
     "/usr/lib/baseos-mail/sendmail",
     "/usr/share/man/man8/baseos-sendmail.8.gz",
+    "/usr/share/man/man8/chroot-builder.8.gz",
+    "/usr/share/man/man8/chroot-builder-sync.8.gz",
+    "/usr/share/man/man8/exim-policy.8.gz",
+    "/usr/share/man/man8/exim-policy-report.8.gz",
+    "/usr/share/bash-completion/completions/chroot-builder",
+    "/usr/share/zsh/vendor-completions/_exim-policy",
     "/usr/share/doc/baseos-mail/README.md",
     "/usr/share/doc/baseos-mail/INSTALL.md",
     DROPIN,
@@ -42,7 +48,8 @@ const PROGRAM_FILES: [&str; 7] = [
 
 fn deb_path() -> PathBuf {
     if let Some(p) = std::env::var_os("BASEOS_DEB").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
+        // A relative path (as packaging/build-deb.sh prints it) is relative to the workspace.
+        let p = workspace_root().join(p);
         assert!(p.is_file(), "$BASEOS_DEB={} is not a file", p.display());
         return p;
     }
@@ -899,4 +906,69 @@ fn sendmail_man_page_matches_the_shim() {
         !documented.contains(&75),
         "75 means 'queued' to PHP 8.5: never documented, never used"
     );
+}
+
+/// Subcommand names listed under `Commands:` in a clap `--help`.
+fn help_subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // Deeper indentation continues a wrapped description.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Long options (`--name`) in a `--help` text.
+fn help_long_flags(help: &str) -> Vec<String> {
+    let mut flags: Vec<String> = help
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(|w| format!("--{w}"))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn generated_man_pages_and_completions_cover_every_subcommand_and_flag() {
+    for tool in ["chroot-builder", "exim-policy"] {
+        let out = tempfile::tempdir().unwrap();
+        run(Command::new(bin_path(tool))
+            .arg("generate-docs")
+            .arg("--out")
+            .arg(out.path()));
+        let help = run(Command::new(bin_path(tool)).arg("--help"));
+        let subcommands = help_subcommands(&help);
+        assert!(
+            subcommands.len() >= 3,
+            "{tool} --help lists no subcommands:\n{help}"
+        );
+        let bash = fs::read_to_string(out.path().join(format!("completions/{tool}.bash"))).unwrap();
+        for sub in &subcommands {
+            let page = out.path().join(format!("man8/{tool}-{sub}.8"));
+            let man =
+                fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+            let sub_help = run(Command::new(bin_path(tool)).args([sub.as_str(), "--help"]));
+            for flag in help_long_flags(&sub_help) {
+                // roff escapes '-' as '\-'.
+                let in_man = man.contains(&flag) || man.contains(&flag.replace('-', "\\-"));
+                assert!(in_man, "{} does not document {flag}", page.display());
+                assert!(
+                    bash.contains(&flag),
+                    "bash completion of {tool} lacks {flag}"
+                );
+            }
+            assert!(
+                bash.contains(sub.as_str()),
+                "bash completion of {tool} lacks {sub}"
+            );
+        }
+    }
 }
