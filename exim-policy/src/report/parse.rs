@@ -210,12 +210,16 @@ pub fn parse_line(line: &[u8]) -> (bool, Event<'_>) {
         };
         return (false, ev);
     };
-    // `[pid] ` (+pid).
+    // `[pid] ` (+pid): a few digits, a byte loop.
     if line.get(i) == Some(&b'[') {
-        match memchr(b']', &line[i..]) {
-            Some(n) if line.get(i + n + 1) == Some(&b' ') => i += n + 2,
-            _ => return (true, Event::Unparseable),
+        let mut j = i + 1;
+        while line.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
         }
+        if line.get(j) != Some(&b']') || line.get(j + 1) != Some(&b' ') {
+            return (true, Event::Unparseable);
+        }
+        i = j + 2;
     }
     let rest = &line[i..];
     (true, parse_text(rest))
@@ -308,12 +312,20 @@ impl<'a> Fields<'a> {
         }
         let start = i;
         loop {
-            // Fields are short: a byte loop beats the set-up of a SIMD search.
-            while i < b.len() && !matches!(b[i], b' ' | b'"' | b'(') {
+            // Most fields are short: a byte loop beats the set-up of a SIMD search, which
+            // takes over for long ones (ids, host names).
+            let short = (i + 16).min(b.len());
+            while i < short && !matches!(b[i], b' ' | b'"' | b'(') {
                 i += 1;
             }
-            if i >= b.len() {
-                break;
+            if i == short {
+                match memchr::memchr3(b' ', b'"', b'(', &b[i..]) {
+                    Some(k) => i += k,
+                    None => {
+                        i = b.len();
+                        break;
+                    }
+                }
             }
             match b[i] {
                 b' ' => break,
@@ -543,6 +555,9 @@ fn parse_policy(t: &[u8]) -> Event<'_> {
             );
         } else if field == b"action=stripped" || field == b"action=logged" {
             logged = true;
+        }
+        if kind.is_none() && user.is_some() && script.is_some() {
+            break; // `cwd=` and anything after it are not needed
         }
     }
     let Some(user) = user.filter(|u| !u.is_empty()) else {
