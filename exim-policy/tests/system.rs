@@ -761,6 +761,8 @@ fn load_20_users_50_mails_each_exact_limits() {
         "[limits]\nmessages = {LIMIT}\nmessages_period = \"1d\"\n"
     ));
     let port = exim.port();
+    let (_copy, client) = world_executable_copy();
+    let client = &client;
     let results: Vec<(String, Vec<(usize, String)>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = users
             .iter()
@@ -768,7 +770,7 @@ fn load_20_users_50_mails_each_exact_limits() {
                 scope.spawn(move || {
                     // The client runs as the user: ident names the socket's owner.
                     let out = u
-                        .command(std::env::current_exe().unwrap())
+                        .command(client)
                         .args([
                             "--ignored",
                             "--exact",
@@ -1057,4 +1059,19 @@ fn hand_edited_data_file_applies_live_and_bad_rows_fail_closed() {
         "{}",
         exim.mainlog()
     );
+}
+
+/// A copy of this binary that any user can run (the build tree may sit below a folder only
+/// root can enter, e.g. /root): the clients run as throwaway users.
+fn world_executable_copy() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("exim-policy-client-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).expect("copy the test binary");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, exe)
 }
