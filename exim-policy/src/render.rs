@@ -57,13 +57,15 @@
 //! # What is rendered
 //!
 //! One set of ACLs (connect, MAIL, predata, DATA) and three lookup data files:
-//! - `limits`: `<user>: msgs=<n>/<period> rcpts=<n>/<period>` (either may be missing; a row
-//!   `*:` holds the default, `unlimited` marks a user without limits),
+//! - `limits`: `<user>: kind=user msgs=<n>/<period> rcpts=<n>/<period>` (either limit may be
+//!   missing; the row `*: kind=default ...` holds the default, `kind=unlimited` marks a user
+//!   without limits),
 //! - `blocked`: `<user>: blocked`,
 //! - `senders`: `<user>: <domain> : <domain> ...`.
 //!
-//! `<user>` is a login or a uid. Exim looks a user up by `$sender_ident`, then by the ident's uid
-//! (Exim's `passwd` lookup, i.e. `getpwnam`, live), then falls back to `*`. The files are
+//! `<user>` is a login or a uid. Exim looks a user up by `$sender_ident`, then (only when the
+//! policy keys some user by uid) by the ident's uid (Exim's `passwd` lookup, i.e. `getpwnam`,
+//! live), then falls back to `*`. The files are
 //! `lsearch` files read by each SMTP connection: a change applies to the next connection
 //! without a reload or restart. Every value read from them is syntax-checked in the ACL before
 //! it reaches `ratelimit` (a hand-edited bad row defers the user's mail with `BASEOS-BADDATA`).
