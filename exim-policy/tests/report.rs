@@ -100,6 +100,12 @@ fn golden_csv() {
         "report-csv.ref",
         &ok_stdout(dir.path(), &["--log-dir", ".", "--format", "csv"]),
     );
+    // The CSV has no room for the unparseable lines: they are reported on stderr.
+    let err = report(dir.path(), &["--log-dir", ".", "--format", "csv"]).stderr;
+    assert_eq!(
+        String::from_utf8_lossy(&err),
+        "exim-policy report: 4 unparseable lines (first: ./mainlog at byte 1336)\n"
+    );
 }
 
 #[test]

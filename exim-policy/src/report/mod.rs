@@ -153,6 +153,19 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
         );
     }
     emit(&loaded.agg)?;
+    if args.format == Format::Csv && t.unparseable > 0 {
+        // The CSV has one row per user and no room for it: say it where a person sees it.
+        let first = loaded
+            .agg
+            .samples
+            .first()
+            .map(|s| format!(" (first: {} at byte {})", s.file, s.offset));
+        eprintln!(
+            "exim-policy report: {} unparseable lines{}",
+            t.unparseable,
+            first.unwrap_or_default()
+        );
+    }
     Ok(0)
 }
 
