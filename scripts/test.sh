@@ -13,6 +13,7 @@ BASEOS_DEB="$(packaging/build-deb.sh)"; export BASEOS_DEB   # the .deb that test
 # The tests start one shared oidentd on port 113 (RFC 1413 fixes the port); stop it afterwards.
 cleanup() {
   if [ -s /run/baseos-tests/oidentd.pid ]; then pkill -F /run/baseos-tests/oidentd.pid 2>/dev/null || true; fi
+  rm -rf /run/baseos-tests/bin-*
 }
 trap cleanup EXIT
 cargo test --workspace --locked -- --include-ignored

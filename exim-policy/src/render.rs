@@ -258,6 +258,8 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         OverLimit::Defer => "defer   ",
         OverLimit::Reject => "deny    ",
     };
+    // No ": " in the texts below: Exim splits a long SMTP reply into continuation lines at
+    // ": ", and clients (the shim, PHP's logs) show those as one line again, badly joined.
     let later = match p.over_limit {
         OverLimit::Defer => "; try again later",
         OverLimit::Reject => "",
@@ -366,7 +368,7 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
     // count itself: `m` alone would refuse the m-th message of a burst when it is also the
     // first event (a limit of 1 would block everything). `m.5` makes exactly m pass.
     let msg = format!(
-        "message     = Message limit reached for local user $sender_ident: at most ${{extract{{1}}{{/}}{{$acl_m_baseos_msgs}}}} messages per $sender_rate_period{later}"
+        "message     = Message limit reached for local user $sender_ident (at most ${{extract{{1}}{{/}}{{$acl_m_baseos_msgs}}}} messages per $sender_rate_period){later}"
     );
     statement(
         &mut mail,
@@ -401,7 +403,7 @@ fn render_acls(p: &Policy, data_dir: &Path, debian: bool) -> AclSet {
         ],
     );
     let msg = format!(
-        "message     = Recipient limit reached for local user $sender_ident: at most ${{extract{{1}}{{/}}{{$acl_m_baseos_rcpts}}}} recipients per $sender_rate_period (this message has $recipients_count){later}"
+        "message     = Recipient limit reached for local user $sender_ident (at most ${{extract{{1}}{{/}}{{$acl_m_baseos_rcpts}}}} recipients per $sender_rate_period, this message has $recipients_count){later}"
     );
     statement(
         &mut predata,

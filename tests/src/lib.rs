@@ -66,7 +66,42 @@ pub fn bin_path(name: &str) -> PathBuf {
         "{} is missing: build the release binaries with scripts/build.sh first (or set BASEOS_BIN_DIR)",
         path.display()
     );
-    path
+    if executable_by_anyone(&path) {
+        return path;
+    }
+    // The checkout may sit where only root can go (e.g. /root): throwaway users could not run
+    // the binary from there, so hand out a copy in a folder everyone may enter.
+    let copies = Path::new(STATE_DIR).join(format!("bin-{}", std::process::id()));
+    let copy = copies.join(name);
+    static COPYING: Mutex<()> = Mutex::new(());
+    let _guard = COPYING.lock().unwrap_or_else(|e| e.into_inner());
+    let stale = fs::metadata(&copy).and_then(|m| m.modified()).ok()
+        != fs::metadata(&path).and_then(|m| m.modified()).ok();
+    if stale {
+        fs::create_dir_all(&copies).expect("create /run/baseos-tests/bin-<pid>");
+        for d in [Path::new(STATE_DIR), copies.as_path()] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        }
+        let tmp = copies.join(format!(".{name}.tmp"));
+        fs::copy(&path, &tmp).expect("copy binary");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        let mtime = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("set mtime");
+        fs::rename(&tmp, &copy).expect("rename binary copy");
+    }
+    copy
+}
+
+/// Whether every folder above `path` lets others through and `path` lets others execute it.
+fn executable_by_anyone(path: &Path) -> bool {
+    let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode()).unwrap_or(0);
+    mode(path) & 0o001 != 0 && path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
 }
 
 /// An unused loopback TCP port (bind to port 0, read it back, release it).
