@@ -516,9 +516,14 @@ impl<'a, T: Transport> Session<'a, T> {
                 self.peer
             ))
         } else if reply.is_transient() {
+            // Exim's own texts often end in "try again later" already: don't say it twice.
+            let later = if reply.to_string().to_ascii_lowercase().contains("try again") {
+                ""
+            } else {
+                ", try again later"
+            };
             Error::Unavailable(format!(
-                "SMTP server {} temporarily refused {step}: {reply}; nothing was delivered, \
-                 try again later",
+                "SMTP server {} temporarily refused {step}: {reply}; nothing was delivered{later}",
                 self.peer
             ))
         } else {
