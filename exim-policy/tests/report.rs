@@ -520,3 +520,58 @@ fn since_skips_default_rotations_written_long_before() {
     );
     assert_eq!(j["files"], serde_json::json!(["mainlog.3.gz", "mainlog"]));
 }
+
+#[test]
+fn many_rotations_merge_in_order_and_a_damaged_one_is_named() {
+    // 40 rotations of one message each; message k bounces in the file after its arrival.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    for k in 0..n {
+        let mut text = String::new();
+        let t = |m: u32| format!("2026-11-{:02} {:02}:{:02}:00", 1 + k / 24, k % 24, m);
+        text.push_str(&format!(
+            "{} [1] 1xZa{k:02}-000000-00 <= a@x H=(vm) [::1]:4000 U=web{} P=esmtp S=10 for r@y.example\n",
+            t(0),
+            k % 3
+        ));
+        if k > 0 {
+            text.push_str(&format!(
+                "{} [1] 1xZa{:02}-000000-00 ** r@y.example: gone\n",
+                t(1),
+                k - 1
+            ));
+            text.push_str(&format!(
+                "{} [1] 1xZa{:02}-000000-00 Completed\n",
+                t(1),
+                k - 1
+            ));
+        }
+        let name = dir.path().join(format!("mainlog.{}.gz", n - k));
+        std::fs::write(name, gz(text.as_bytes())).unwrap();
+    }
+    let j = json(dir.path(), &["--log-dir", ".", "--jobs", "2"]);
+    let total = |f: &str| {
+        j["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u[f].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((total("mails"), total("bounces")), (40, 39), "{j}");
+    assert_eq!(j["unattributed_bounces"], 0);
+    assert_eq!(j["open_messages"], 1);
+    // A damaged file in the middle: a one-line error naming it, no hang.
+    std::fs::write(
+        dir.path().join("mainlog.20.gz"),
+        &gz(b"2026-11-01 10:00:00 x\n")[..12],
+    )
+    .unwrap();
+    let o = report(dir.path(), &["--log-dir", ".", "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("mainlog.20.gz") && err.lines().count() == 1,
+        "{err}"
+    );
+}

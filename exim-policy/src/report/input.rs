@@ -3,14 +3,14 @@
 //! chunks), with the partial aggregates merged in chronological order.
 
 use super::aggregate::{Aggregate, Window};
+use super::stamp::{stamp_shape, stamp_value};
 use crate::error::{Error, Result};
 use flate2::read::MultiGzDecoder;
 use memchr::memchr_iter;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// How a log file is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,15 +178,13 @@ pub fn scan(
 
 type JobResult = Result<(Aggregate, u64)>;
 
-/// One unit of work.
+/// One unit of work: a gzip file, or a chunk of a plain file.
 #[derive(Clone, Debug)]
 struct Job {
     file: usize,
-    chunk: usize,
     kind: Kind,
     start: u64,
     end: u64,
-    cost: u64,
 }
 
 /// A log file to read, and what the initial read found.
@@ -214,9 +212,12 @@ pub struct Loaded {
 /// Smallest piece a plain file is cut into.
 const MIN_CHUNK: u64 = 16 << 20;
 
-/// Reads `paths` with up to `threads` threads and merges the results chronologically (files
-/// ordered by their first timestamp, then by the order given). When `follow` is set, the
-/// newest file's unterminated last line is left for the follower.
+/// Reads `paths` with up to `threads` threads and merges the results chronologically: files
+/// are ordered by their first timestamp (read up front, cheaply), then by the order given, and
+/// the work is handed out in that order. Partial aggregates are merged as soon as every part
+/// before them is merged, and no thread runs more than [`WINDOW_PER_THREAD`] jobs ahead of
+/// the merge: memory stays bounded however many rotations are read. When `follow` is set,
+/// the unterminated last line of the last file given is left for the follower.
 pub fn load(
     paths: &[PathBuf],
     window: Window,
@@ -225,15 +226,20 @@ pub fn load(
     follow: bool,
 ) -> Result<Loaded> {
     let mut inputs = Vec::with_capacity(paths.len());
+    let mut keys = Vec::with_capacity(paths.len());
     for p in paths {
         let kind = detect(p)?;
         let size = std::fs::metadata(p).map_err(|e| io_err(p, e))?.len();
+        keys.push(first_stamp(p, kind));
         inputs.push(Input {
             path: p.clone(),
             kind,
             size,
         });
     }
+    let newest_guess = inputs.len().saturating_sub(1);
+    let mut file_order: Vec<usize> = (0..inputs.len()).collect();
+    file_order.sort_by_key(|&f| (keys[f], f));
     let threads = threads.max(1);
     let total_plain: u64 = inputs
         .iter()
@@ -242,21 +248,18 @@ pub fn load(
         .sum();
     let chunk = (total_plain / (threads as u64 * 4)).max(MIN_CHUNK);
     let mut jobs = Vec::new();
-    for (fi, inp) in inputs.iter().enumerate() {
+    for &fi in &file_order {
+        let inp = &inputs[fi];
         match inp.kind {
-            // Decompressing costs ~30x the parse of the same compressed bytes.
             Kind::Gzip => jobs.push(Job {
                 file: fi,
-                chunk: 0,
                 kind: Kind::Gzip,
                 start: 0,
                 end: u64::MAX,
-                cost: inp.size * 30,
             }),
             Kind::Plain => {
                 let n = inp.size.div_ceil(chunk).max(1);
                 for c in 0..n {
-                    let start = c * chunk;
                     let end = if c + 1 == n {
                         u64::MAX
                     } else {
@@ -264,74 +267,98 @@ pub fn load(
                     };
                     jobs.push(Job {
                         file: fi,
-                        chunk: c as usize,
                         kind: Kind::Plain,
-                        start,
+                        start: c * chunk,
                         end,
-                        cost: (inp.size - start).min(chunk),
                     });
                 }
             }
         }
     }
-    // Longest first, so that the threads finish together.
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by(|&a, &b| jobs[b].cost.cmp(&jobs[a].cost));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<JobResult>>> =
-        Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let newest_guess = inputs.len().saturating_sub(1);
+    let window_jobs = threads * WINDOW_PER_THREAD;
+    let workers = threads.min(jobs.len());
+    let state = Mutex::new(Sched {
+        next: 0,
+        merged: 0,
+        failed: false,
+        alive: workers,
+        done: (0..jobs.len()).map(|_| None).collect(),
+    });
+    let cv = Condvar::new();
+    let mut agg = Aggregate::new(window, cap);
+    let mut resume_at = None;
+    let mut error = None;
     std::thread::scope(|s| {
-        for _ in 0..threads.min(jobs.len()) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&j) = order.get(k) else { break };
-                let job = &jobs[j];
-                let inp = &inputs[job.file];
-                let keep_tail = follow && job.file == newest_guess && job.end == u64::MAX;
-                let r = run_job(job, inp, window, cap, keep_tail);
-                if let Ok(mut v) = results.lock() {
-                    v[j] = Some(r);
+        for _ in 0..workers {
+            s.spawn(|| {
+                let _alive = Alive(&state, &cv);
+                loop {
+                    let j = {
+                        let Ok(mut st) = state.lock() else { return };
+                        while !st.failed
+                            && st.next < jobs.len()
+                            && st.next >= st.merged + window_jobs
+                        {
+                            st = match cv.wait(st) {
+                                Ok(g) => g,
+                                Err(_) => return,
+                            };
+                        }
+                        if st.failed || st.next >= jobs.len() {
+                            return;
+                        }
+                        st.next += 1;
+                        st.next - 1
+                    };
+                    let job = &jobs[j];
+                    let keep_tail = follow && job.file == newest_guess && job.end == u64::MAX;
+                    let r = run_job(job, &inputs[job.file], window, cap, keep_tail);
+                    if let Ok(mut st) = state.lock() {
+                        st.done[j] = Some(r);
+                    }
+                    cv.notify_all();
                 }
             });
         }
+        // Merge in order, as the parts arrive.
+        for (j, job) in jobs.iter().enumerate() {
+            let take = || -> Option<JobResult> {
+                let mut st = state.lock().ok()?;
+                while st.done[j].is_none() {
+                    if st.alive == 0 {
+                        return None;
+                    }
+                    st = cv.wait(st).ok()?;
+                }
+                st.merged = j + 1;
+                st.done[j].take()
+            };
+            let r = take();
+            cv.notify_all();
+            match r {
+                Some(Ok((part, end))) => {
+                    agg.merge(part);
+                    if job.file == newest_guess && inputs[job.file].kind == Kind::Plain {
+                        resume_at = Some(end);
+                    }
+                }
+                Some(Err(e)) => {
+                    error = Some(e);
+                    if let Ok(mut st) = state.lock() {
+                        st.failed = true;
+                    }
+                    cv.notify_all();
+                    break;
+                }
+                None => {
+                    error = Some(Error::Usage("report: a worker thread stopped early".into()));
+                    break;
+                }
+            }
+        }
     });
-    let results = results
-        .into_inner()
-        .map_err(|_| Error::Usage("report: a worker thread panicked".into()))?;
-    let mut parts: Vec<Vec<Option<(Aggregate, u64)>>> = inputs.iter().map(|_| Vec::new()).collect();
-    for (job, r) in jobs.iter().zip(results) {
-        let r = r.ok_or_else(|| Error::Usage("report: a worker thread stopped early".into()))??;
-        let v = &mut parts[job.file];
-        if v.len() <= job.chunk {
-            v.resize_with(job.chunk + 1, || None);
-        }
-        v[job.chunk] = Some(r);
-    }
-    // Chronological file order: first timestamp of the file, then the order given.
-    let mut file_order: Vec<usize> = (0..inputs.len()).collect();
-    let first = |f: usize| {
-        parts[f]
-            .iter()
-            .flatten()
-            .map(|(a, _)| a.first_line)
-            .find(|&s| s != 0)
-            .unwrap_or(0)
-    };
-    let keys: Vec<u64> = (0..inputs.len()).map(first).collect();
-    file_order.sort_by_key(|&f| (keys[f], f));
-    let resume_at = match inputs.get(newest_guess) {
-        Some(i) if i.kind == Kind::Plain => parts[newest_guess]
-            .last()
-            .and_then(|p| p.as_ref())
-            .map(|(_, end)| *end),
-        _ => None,
-    };
-    let mut agg = Aggregate::new(window, cap);
-    for &f in &file_order {
-        for (a, _) in std::mem::take(&mut parts[f]).into_iter().flatten() {
-            agg.merge(a);
-        }
+    if let Some(e) = error {
+        return Err(e);
     }
     let inputs = file_order.iter().map(|&f| inputs[f].clone()).collect();
     Ok(Loaded {
@@ -339,6 +366,47 @@ pub fn load(
         inputs,
         resume_at,
     })
+}
+
+/// Jobs a thread may run ahead of the in-order merge.
+const WINDOW_PER_THREAD: usize = 4;
+
+struct Sched {
+    next: usize,
+    merged: usize,
+    failed: bool,
+    /// Worker threads still running: when none is left, nothing more will arrive.
+    alive: usize,
+    done: Vec<Option<JobResult>>,
+}
+
+/// Counts a worker out when it ends, normally or by a panic, and wakes the merger.
+struct Alive<'a>(&'a Mutex<Sched>, &'a Condvar);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.lock() {
+            st.alive -= 1;
+        }
+        self.1.notify_all();
+    }
+}
+
+/// The stamp of the first timestamped line within the first 64 KiB of a file (decompressed),
+/// 0 if none or unreadable (the worker then reports the error).
+fn first_stamp(path: &Path, kind: Kind) -> u64 {
+    let Ok(f) = File::open(path) else { return 0 };
+    let mut buf = Vec::with_capacity(64 << 10);
+    let read = match kind {
+        Kind::Plain => f.take(64 << 10).read_to_end(&mut buf),
+        Kind::Gzip => MultiGzDecoder::new(f).take(64 << 10).read_to_end(&mut buf),
+    };
+    if read.is_err() && buf.is_empty() {
+        return 0;
+    }
+    buf.split(|&c| c == b'\n')
+        .find_map(|l| stamp_shape(l).and_then(|_| stamp_value(l)))
+        .unwrap_or(0)
 }
 
 fn run_job(
