@@ -63,14 +63,13 @@ impl Reply {
 }
 
 impl fmt::Display for Reply {
-    /// `550 first line / second line`, on one line, for error messages.
+    /// `550 first line second line`, on one line, for error messages: Exim wraps a long
+    /// reply text into continuation lines (at ": " and spaces), so the lines are joined with
+    /// a space to give the sentence back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.code)?;
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == 0 { " " } else { " / " };
-            if !line.is_empty() {
-                write!(f, "{sep}{line}")?;
-            }
+        for line in self.lines.iter().filter(|l| !l.is_empty()) {
+            write!(f, " {line}")?;
         }
         Ok(())
     }
@@ -925,10 +924,7 @@ mod tests {
         assert_eq!(r[0].lines, vec!["mx ESMTP"]);
         assert_eq!(r[1].code, 250);
         assert_eq!(r[1].lines.len(), 4);
-        assert_eq!(
-            r[1].to_string(),
-            "250 mx hello / SIZE 52428800 / 8BITMIME / HELP"
-        );
+        assert_eq!(r[1].to_string(), "250 mx hello SIZE 52428800 8BITMIME HELP");
         assert_eq!(r[2].code, 354);
         let ext = Extensions::from_ehlo(&r[1]);
         assert_eq!(
