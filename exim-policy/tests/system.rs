@@ -82,12 +82,27 @@ fn swaks(user: &ThrowawayUser, port: u16, subject: &str, extra: &[&str]) -> Sent
 }
 
 /// The first failing reply of a swaks run (the one that ended the transaction).
+/// The refusal as one line, `451 text…`: Exim wraps a long reply into continuation lines
+/// (`451-…`), whose codes are dropped here so the sentence reads as written in the ACL.
 fn refusal(s: &Sent) -> String {
-    s.transcript
+    let lines: Vec<&str> = s
+        .transcript
         .lines()
         .filter_map(|l| l.strip_prefix("<** "))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    let Some(first) = lines.first() else {
+        return String::new();
+    };
+    let code = first.get(..3).unwrap_or_default();
+    let mut text = code.to_string();
+    for line in &lines {
+        let rest = line.get(4..).unwrap_or_default();
+        if line.starts_with(code) && !rest.is_empty() {
+            text.push(' ');
+            text.push_str(rest);
+        }
+    }
+    text
 }
 
 fn subjects_delivered(exim: &Exim) -> Vec<String> {
