@@ -276,13 +276,18 @@ impl Drop for Scenario {
             self.loaded = false;
         }
         let _ = fs::remove_dir_all(&self.www);
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        } else {
+        if std::thread::panicking() {
+            // Keep the small files (policy, rendered config) for a post-mortem; the trees are
+            // hundreds of megabytes and say nothing the build's own output did not.
+            for tree in [&self.master, &self.live, &self.disk] {
+                let _ = fs::remove_dir_all(tree);
+            }
             eprintln!(
-                "scenario failed: its files are kept in {}",
+                "scenario failed: its policy and rendered config are kept in {}",
                 self.dir.display()
             );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
