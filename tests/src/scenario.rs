@@ -124,6 +124,8 @@ impl Scenario {
         let master = dir.join("master");
         let live = dir.join("live");
         let disk = dir.join("disk");
+        // Until the Scenario exists (and its drop takes over), a failed step removes the trees.
+        let mut half_built = TreeGuard(Some(dir.clone()));
         let manifest = workspace_root().join("chroot-builder/baseos.toml");
         let builder = |sub: &str| {
             let mut cmd = Command::new(bin_path("chroot-builder"));
@@ -161,6 +163,7 @@ impl Scenario {
         fs::create_dir_all(&www).expect("create www");
         fs::set_permissions(&www, fs::Permissions::from_mode(0o755)).expect("chmod www");
 
+        half_built.0 = None;
         Scenario {
             dir,
             master,
@@ -276,20 +279,67 @@ impl Drop for Scenario {
             self.loaded = false;
         }
         let _ = fs::remove_dir_all(&self.www);
-        if std::thread::panicking() {
-            // Keep the small files (policy, rendered config) for a post-mortem; the trees are
-            // hundreds of megabytes and say nothing the build's own output did not.
-            for tree in [&self.master, &self.live, &self.disk] {
-                let _ = fs::remove_dir_all(tree);
-            }
-            eprintln!(
-                "scenario failed: its policy and rendered config are kept in {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
+        remove_scenario_dir(&self.dir);
+    }
+}
+
+/// Removes a scenario's folder, unless something is still mounted below it: removing a tree
+/// with /tmp still bound into it would delete host files through the bind (the mounts go away
+/// with the thread's mount namespace anyway). After a failure only the trees are removed: the
+/// small files (policy, rendered config) stay for a post-mortem.
+fn remove_scenario_dir(dir: &Path) {
+    let mounted = mounts_below(dir);
+    if !mounted.is_empty() {
+        eprintln!(
+            "scenario: {} still has mounts ({}); nothing removed",
+            dir.display(),
+            mounted.join(", ")
+        );
+        return;
+    }
+    if std::thread::panicking() {
+        for tree in ["master", "live", "disk"] {
+            let _ = fs::remove_dir_all(dir.join(tree));
+        }
+        eprintln!(
+            "scenario failed: its policy and rendered config are kept in {}",
+            dir.display()
+        );
+    } else {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// Cleans up a scenario folder whose setup failed before the [`Scenario`] existed.
+struct TreeGuard(Option<PathBuf>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = Command::new(bin_path("chroot-builder"))
+                .arg("unload")
+                .arg("--live")
+                .arg(dir.join("live"))
+                .arg("--master")
+                .arg(dir.join("master"))
+                .arg("--disk")
+                .arg(dir.join("disk"))
+                .arg("--manifest")
+                .arg(workspace_root().join("chroot-builder/baseos.toml"))
+                .output();
+            remove_scenario_dir(dir);
         }
     }
+}
+
+/// Mount points at or below `dir` in this thread's mount namespace.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let info = fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_string)
+        .collect()
 }
 
 fn shell_quote(s: &str) -> String {
