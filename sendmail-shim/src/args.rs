@@ -155,8 +155,8 @@ pub fn parse(argv0: &OsStr, args: &[OsString]) -> Result<Invocation> {
         }
         if arg.starts_with("--") {
             return Err(Error::Usage(format!(
-                "unknown option {arg:?}: only --version and -- are long options; see the flag \
-                 table in the README"
+                "unknown option {arg:?}: only --version and -- are long options; see \
+                 man baseos-sendmail (or the flag table in the README)"
             )));
         }
         parse_group(&mut inv, arg, args, &mut i)?;
