@@ -104,10 +104,16 @@ fn executable_by_anyone(path: &Path) -> bool {
     mode(path) & 0o001 != 0 && path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
 }
 
-/// An unused loopback TCP port (bind to port 0, read it back, release it).
+/// An unused loopback TCP port, free on both 127.0.0.1 and \[::1\] (daemons here listen on
+/// both; Exim waits 30 s per try for an address in use).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if TcpListener::bind(("::1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a command, panicking with its output if it fails. Returns stdout.
@@ -488,11 +494,13 @@ impl Exim {
                 paths,
                 _dir: Some(dir),
             };
-            let addr = format!("127.0.0.1:{}", exim.paths.port);
+            // Ready when the daemon says so: a socket can accept connections into its backlog
+            // while Exim still waits to bind its other address.
             let up = wait_until(Duration::from_secs(10), || {
-                port_open(&addr) || exim.child.as_mut().unwrap().try_wait().unwrap().is_some()
+                exim.mainlog().contains("daemon started")
+                    || exim.child.as_mut().unwrap().try_wait().unwrap().is_some()
             });
-            if up && port_open(&addr) {
+            if up && exim.mainlog().contains("daemon started") {
                 return exim;
             }
             let mut child = exim.child.take().unwrap();
@@ -596,6 +604,7 @@ impl Exim {
     /// Starts the daemon again with the same configuration and port (e.g. after `stop`).
     pub fn restart(&mut self) {
         self.stop();
+        let started_before = self.mainlog().matches("daemon started").count();
         self.child = Some(
             Command::new("exim4")
                 .arg("-C")
@@ -607,10 +616,12 @@ impl Exim {
                 .spawn()
                 .expect("spawn exim4 -bdf"),
         );
-        let addr = format!("127.0.0.1:{}", self.paths.port);
         assert!(
-            wait_until(Duration::from_secs(10), || port_open(&addr)),
-            "restarted Exim did not listen on {addr}"
+            wait_until(Duration::from_secs(10), || {
+                self.mainlog().matches("daemon started").count() > started_before
+            }),
+            "restarted Exim did not start listening on port {} within 10 s",
+            self.paths.port
         );
     }
 }
