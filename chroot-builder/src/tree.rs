@@ -633,16 +633,9 @@ pub fn apply(plan: &Plan, target: &Path, opts: &Options) -> io::Result<Changes> 
                     Act::Keep
                 }
             }
-            (Kind::Char(r), Some(st)) if file_type(st) == FileType::CharacterDevice => {
-                if st.st_rdev != *r {
-                    Act::Put
-                } else if meta_differs(e, st) {
-                    Act::Meta
-                } else {
-                    Act::Keep
-                }
-            }
-            (Kind::Block(r), Some(st)) if file_type(st) == FileType::BlockDevice => {
+            (Kind::Char(r) | Kind::Block(r), Some(st))
+                if file_type(st) == device_file_type(&e.kind) =>
+            {
                 if st.st_rdev != *r {
                     Act::Put
                 } else if meta_differs(e, st) {
@@ -883,6 +876,15 @@ pub fn plan_from_tree(root: &Path) -> io::Result<Plan> {
         Ok(())
     })?;
     Ok(plan)
+}
+
+/// The file type a device entry must have on disk to be kept as it is.
+fn device_file_type(kind: &Kind) -> FileType {
+    if matches!(kind, Kind::Char(_)) {
+        FileType::CharacterDevice
+    } else {
+        FileType::BlockDevice
+    }
 }
 
 #[cfg(test)]
