@@ -17,18 +17,23 @@ fn config(retry_for: u64) -> TestConfig {
 
 /// Sends MAIL to the server with `-T 2`, sender alice, recipients bob (+ `extra`).
 fn send(server: &Scripted, extra: &[&str]) -> Output {
+    send_with(server, &config(1), "2", extra)
+}
+
+/// One mail from alice to bob through `server`, with config `cfg` and `-T step_timeout`.
+fn send_with(server: &Scripted, cfg: &TestConfig, step_timeout: &str, extra: &[&str]) -> Output {
     let port = server.port.to_string();
     let mut args = vec![
         "-p",
         &port,
         "-T",
-        "2",
+        step_timeout,
         "-f",
         "alice@test.example",
         "bob@test.example",
     ];
     args.extend_from_slice(extra);
-    run_shim(&dev_binary(), &config(1), &args, &[], MAIL)
+    run_shim(&dev_binary(), cfg, &args, &[], MAIL)
 }
 
 fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
@@ -357,22 +362,7 @@ fn stalled_server_times_out_per_step() {
         stall_on: Some("MAIL"),
         ..Plan::default()
     });
-    let port = server.port.to_string();
-    let out = run_shim(
-        &dev_binary(),
-        &config(1),
-        &[
-            "-p",
-            &port,
-            "-T",
-            "1",
-            "-f",
-            "alice@test.example",
-            "bob@test.example",
-        ],
-        &[],
-        MAIL,
-    );
+    let out = send_with(&server, &config(1), "1", &[]);
     assert_fails(&out, 69, &["MAIL FROM", "1 s step timeout (-T"]);
     assert_eq!(server.settled().connections, 1);
 }
@@ -383,23 +373,8 @@ fn overall_deadline_bounds_a_slow_server() {
         stall_on: Some("RCPT"),
         ..Plan::default()
     });
-    let port = server.port.to_string();
     let cfg = TestConfig::new("domain = \"test.example\"\ndeadline = 2\n");
-    let out = run_shim(
-        &dev_binary(),
-        &cfg,
-        &[
-            "-p",
-            &port,
-            "-T",
-            "30",
-            "-f",
-            "alice@test.example",
-            "bob@test.example",
-        ],
-        &[],
-        MAIL,
-    );
+    let out = send_with(&server, &cfg, "30", &[]);
     assert_fails(&out, 69, &["RCPT TO", "overall deadline"]);
     assert!(server.settled().messages.is_empty());
 }
@@ -459,22 +434,7 @@ fn stall_after_the_final_dot_is_69_and_not_resent() {
         stall_on: Some("DOT"),
         ..Plan::default()
     });
-    let port = server.port.to_string();
-    let out = run_shim(
-        &dev_binary(),
-        &config(1),
-        &[
-            "-p",
-            &port,
-            "-T",
-            "1",
-            "-f",
-            "alice@test.example",
-            "bob@test.example",
-        ],
-        &[],
-        MAIL,
-    );
+    let out = send_with(&server, &config(1), "1", &[]);
     assert_fails(&out, 69, &["step timeout", "NOT sent again"]);
     let seen = server.settled();
     assert_eq!(seen.connections, 1);
